@@ -1,0 +1,57 @@
+//! What a breaker reports through the `metrics` facade.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `{prefix}_state` | gauge: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed | `breaker` (and `key`) |
+//! | `{prefix}_transitions_total` | counter | `breaker`, `from`, `to`, `reason` (and `key`) |
+//! | `{prefix}_rejections_total` | counter | `breaker` (and `key`) |
+
+use metrics::{Counter, Label};
+
+use crate::state::State;
+use crate::transition::Transition;
+
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    state_gauge: String,
+    transitions_counter: String,
+    labels: Vec<Label>,
+    /// Registered once: rejections are the one event frequent enough for lookups to matter.
+    /// As with any `metrics` handle, a recorder installed after the breaker was built does
+    /// not see it, so install the recorder first.
+    rejections: Counter,
+}
+
+impl Telemetry {
+    pub(crate) fn new(prefix: &str, labels: Vec<Label>) -> Self {
+        let rejections = metrics::counter!(format!("{prefix}_rejections_total"), labels.clone());
+        let telemetry = Telemetry {
+            state_gauge: format!("{prefix}_state"),
+            transitions_counter: format!("{prefix}_transitions_total"),
+            labels,
+            rejections,
+        };
+        telemetry.state(State::Closed);
+        telemetry
+    }
+
+    fn state(&self, state: State) {
+        metrics::gauge!(self.state_gauge.clone(), self.labels.clone()).set(state.as_gauge());
+    }
+
+    pub(crate) fn transition(&self, transition: &Transition) {
+        self.state(transition.to);
+        let mut labels = self.labels.clone();
+        labels.extend([
+            Label::new("from", transition.from.as_str()),
+            Label::new("to", transition.to.as_str()),
+            Label::new("reason", transition.reason.as_str()),
+        ]);
+        metrics::counter!(self.transitions_counter.clone(), labels).increment(1);
+    }
+
+    #[inline]
+    pub(crate) fn rejection(&self) {
+        self.rejections.increment(1);
+    }
+}

@@ -1,0 +1,74 @@
+//! What a breaker reports through the `metrics` facade.
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::CompositeKey;
+use perf_breaker::{CircuitBreaker, State};
+
+/// The value of the metric `name` whose labels include all of `labels`. Taking a snapshot
+/// drains the recorder's counters, so one snapshot serves all the lookups of a moment.
+fn value<'a>(snapshot: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a DebugValue> {
+    snapshot
+        .iter()
+        .find(|(key, _, _, _)| {
+            let key = key.key();
+            key.name() == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| key.labels().any(|label| label.key() == *k && label.value() == *v))
+        })
+        .map(|(_, _, _, value)| value)
+}
+
+type Sample = (
+    CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+);
+
+#[test]
+fn transitions_and_rejections_are_recorded_with_the_configured_prefix() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let breaker = CircuitBreaker::builder()
+            .name("engine")
+            .metrics_prefix("pocwhisp_breaker")
+            .failure_threshold(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            value(&snapshotter.snapshot().into_vec(), "pocwhisp_breaker_state", &[("breaker", "engine")]),
+            Some(&DebugValue::Gauge(0.0.into())),
+            "the state series exists from the start"
+        );
+        breaker.try_acquire().unwrap().failure();
+        for _ in 0..3 {
+            assert!(breaker.try_acquire().is_err());
+        }
+        assert_eq!(breaker.state(), State::Open);
+    });
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        value(&snapshot, "pocwhisp_breaker_state", &[("breaker", "engine")]),
+        Some(&DebugValue::Gauge(1.0.into()))
+    );
+    assert_eq!(
+        value(
+            &snapshot,
+            "pocwhisp_breaker_transitions_total",
+            &[
+                ("breaker", "engine"),
+                ("from", "closed"),
+                ("to", "open"),
+                ("reason", "consecutive_failures")
+            ]
+        ),
+        Some(&DebugValue::Counter(1))
+    );
+    assert_eq!(
+        value(&snapshot, "pocwhisp_breaker_rejections_total", &[("breaker", "engine")]),
+        Some(&DebugValue::Counter(3))
+    );
+}
