@@ -54,7 +54,10 @@ mod tests {
         let periods: Vec<f64> = (0..200)
             .map(|_| open_period(&config, 2).as_secs_f64())
             .collect();
-        assert!(periods.iter().all(|p| (15.0..=25.0).contains(p)), "{periods:?}");
+        assert!(
+            periods.iter().all(|p| (15.0..=25.0).contains(p)),
+            "{periods:?}"
+        );
         let distinct = periods
             .iter()
             .map(|p| (p * 1000.0) as u64)

@@ -78,7 +78,10 @@ impl CircuitBreaker {
                 word: AtomicU64::new(Word::new(State::Closed, 0, 0).0),
                 consecutive_failures: AtomicU32::new(0),
                 trips: AtomicU32::new(0),
-                window: config.failure_rate.as_ref().map(|rate| Window::new(rate.window)),
+                window: config
+                    .failure_rate
+                    .as_ref()
+                    .map(|rate| Window::new(rate.window)),
                 counters: Counters::new(),
                 transitions: AtomicU64::new(0),
                 state_since_ms: AtomicU64::new(0),
@@ -249,8 +252,12 @@ impl Inner {
     /// Milliseconds since the breaker was built, on tokio's clock so that tests can pause it.
     #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_millis())
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     #[inline]
@@ -372,7 +379,10 @@ impl Inner {
         if let (Some(window), Some(rate)) = (&self.window, &self.config.failure_rate) {
             let now = self.now_ms();
             window.record(true, now);
-            if window.tally(now).exceeds(rate.threshold, rate.minimum_calls) {
+            if window
+                .tally(now)
+                .exceeds(rate.threshold, rate.minimum_calls)
+            {
                 self.trip(word, Reason::FailureRate);
             }
         }

@@ -90,7 +90,10 @@ pub struct FailureRate {
     /// The calls the rate is computed over.
     pub window: SlidingWindow,
     /// No trip on rate until the window holds at least this many calls.
-    #[cfg_attr(feature = "serde", serde(default = "FailureRate::default_minimum_calls"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "FailureRate::default_minimum_calls")
+    )]
     pub minimum_calls: u32,
 }
 
@@ -151,10 +154,7 @@ impl Config {
             ));
         }
         if self.open_duration < Duration::from_millis(1) {
-            return Err(BuildError::new(
-                "open_duration",
-                "must be at least 1ms",
-            ));
+            return Err(BuildError::new("open_duration", "must be at least 1ms"));
         }
         if self.max_open_duration < self.open_duration {
             return Err(BuildError::new(
@@ -250,7 +250,10 @@ mod tests {
     use super::*;
 
     fn field_of(config: Config) -> &'static str {
-        config.validate().expect_err("config should be rejected").field()
+        config
+            .validate()
+            .expect_err("config should be rejected")
+            .field()
     }
 
     #[test]
@@ -371,7 +374,10 @@ mod tests {
         let rate = config.failure_rate.as_ref().unwrap();
         assert_eq!(rate.window, SlidingWindow::Time(Duration::from_secs(60)));
         assert_eq!(rate.minimum_calls, 10);
-        assert_eq!(config.max_open_duration, Config::default().max_open_duration);
+        assert_eq!(
+            config.max_open_duration,
+            Config::default().max_open_duration
+        );
         config.validate().unwrap();
     }
 

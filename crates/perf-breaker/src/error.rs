@@ -35,7 +35,11 @@ impl BuildError {
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid circuit breaker config: `{}` {}", self.field, self.reason)
+        write!(
+            f,
+            "invalid circuit breaker config: `{}` {}",
+            self.field, self.reason
+        )
     }
 }
 
@@ -73,7 +77,9 @@ impl CircuitOpen {
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.state {
-            State::HalfOpen => f.write_str("circuit breaker is half-open and its probe slots are taken"),
+            State::HalfOpen => {
+                f.write_str("circuit breaker is half-open and its probe slots are taken")
+            }
             _ => f.write_str("circuit breaker is open"),
         }
     }

@@ -142,8 +142,12 @@ where
     K: Hash + Eq + Clone,
 {
     fn now_ms(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_millis())
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     fn create(&self, key: &K) -> CircuitBreaker {
@@ -172,7 +176,11 @@ where
     fn sweep(&self, now: u64) {
         self.breakers.retain(|_, breaker| {
             let idle = now.saturating_sub(breaker.inner.last_used_ms.load(Relaxed)) >= self.idle_ms;
-            !idle || matches!(breaker.state(), State::Open | State::ForcedOpen | State::HalfOpen)
+            !idle
+                || matches!(
+                    breaker.state(),
+                    State::Open | State::ForcedOpen | State::HalfOpen
+                )
         });
     }
 }

@@ -102,13 +102,15 @@ impl Counters {
     }
 
     pub(crate) fn totals(&self) -> Totals {
-        self.stripes.iter().fold(Totals::default(), |sum, stripe| Totals {
-            successes: sum.successes + stripe.successes.load(Relaxed),
-            failures: sum.failures + stripe.failures.load(Relaxed),
-            slow_calls: sum.slow_calls + stripe.slow_calls.load(Relaxed),
-            cancelled: sum.cancelled + stripe.cancelled.load(Relaxed),
-            rejections: sum.rejections + stripe.rejections.load(Relaxed),
-        })
+        self.stripes
+            .iter()
+            .fold(Totals::default(), |sum, stripe| Totals {
+                successes: sum.successes + stripe.successes.load(Relaxed),
+                failures: sum.failures + stripe.failures.load(Relaxed),
+                slow_calls: sum.slow_calls + stripe.slow_calls.load(Relaxed),
+                cancelled: sum.cancelled + stripe.cancelled.load(Relaxed),
+                rejections: sum.rejections + stripe.rejections.load(Relaxed),
+            })
     }
 }
 

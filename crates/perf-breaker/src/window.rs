@@ -130,7 +130,7 @@ struct Bucket {
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     bucket_ms: u64,
-    buckets: [Bucket; BUCKETS],
+    buckets: Box<[Bucket; BUCKETS]>,
 }
 
 impl TimeWindow {
@@ -138,11 +138,11 @@ impl TimeWindow {
         let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
         TimeWindow {
             bucket_ms: (period_ms / BUCKETS as u64).max(1),
-            buckets: std::array::from_fn(|_| Bucket {
+            buckets: Box::new(std::array::from_fn(|_| Bucket {
                 epoch: AtomicU64::new(STALE),
                 calls: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
-            }),
+            })),
         }
     }
 
@@ -171,14 +171,20 @@ impl TimeWindow {
         self.buckets
             .iter()
             .filter(|bucket| (oldest..=current).contains(&bucket.epoch.load(Relaxed)))
-            .fold(Tally { calls: 0, failures: 0 }, |tally, bucket| Tally {
-                calls: tally.calls + bucket.calls.load(Relaxed),
-                failures: tally.failures + bucket.failures.load(Relaxed),
-            })
+            .fold(
+                Tally {
+                    calls: 0,
+                    failures: 0,
+                },
+                |tally, bucket| Tally {
+                    calls: tally.calls + bucket.calls.load(Relaxed),
+                    failures: tally.failures + bucket.failures.load(Relaxed),
+                },
+            )
     }
 
     fn reset(&self) {
-        for bucket in &self.buckets {
+        for bucket in self.buckets.iter() {
             bucket.epoch.store(STALE, Relaxed);
         }
     }
@@ -194,11 +200,29 @@ mod tests {
         for failed in [true, true, false, false] {
             window.record(failed, 0);
         }
-        assert_eq!(window.tally(0), Tally { calls: 4, failures: 2 });
+        assert_eq!(
+            window.tally(0),
+            Tally {
+                calls: 4,
+                failures: 2
+            }
+        );
         window.record(false, 0);
-        assert_eq!(window.tally(0), Tally { calls: 4, failures: 1 });
+        assert_eq!(
+            window.tally(0),
+            Tally {
+                calls: 4,
+                failures: 1
+            }
+        );
         window.reset();
-        assert_eq!(window.tally(0), Tally { calls: 0, failures: 0 });
+        assert_eq!(
+            window.tally(0),
+            Tally {
+                calls: 0,
+                failures: 0
+            }
+        );
     }
 
     #[test]
@@ -207,21 +231,60 @@ mod tests {
         window.record(true, 0);
         window.record(true, 500);
         window.record(false, 4_000);
-        assert_eq!(window.tally(4_000), Tally { calls: 3, failures: 2 });
+        assert_eq!(
+            window.tally(4_000),
+            Tally {
+                calls: 3,
+                failures: 2
+            }
+        );
         // At 10.5 s the bucket of [0, 1 s) has left the window, the one at 4 s has not.
-        assert_eq!(window.tally(10_500), Tally { calls: 1, failures: 0 });
+        assert_eq!(
+            window.tally(10_500),
+            Tally {
+                calls: 1,
+                failures: 0
+            }
+        );
         // A reused bucket starts from zero.
         window.record(false, 10_500);
-        assert_eq!(window.tally(10_500), Tally { calls: 2, failures: 0 });
+        assert_eq!(
+            window.tally(10_500),
+            Tally {
+                calls: 2,
+                failures: 0
+            }
+        );
         window.reset();
-        assert_eq!(window.tally(10_500), Tally { calls: 0, failures: 0 });
+        assert_eq!(
+            window.tally(10_500),
+            Tally {
+                calls: 0,
+                failures: 0
+            }
+        );
     }
 
     #[test]
     fn rate_needs_the_minimum_number_of_calls() {
-        let tally = Tally { calls: 9, failures: 9 };
+        let tally = Tally {
+            calls: 9,
+            failures: 9,
+        };
         assert!(!tally.exceeds(0.5, 10));
-        assert!(Tally { calls: 10, failures: 5 }.exceeds(0.5, 10));
-        assert!(!Tally { calls: 10, failures: 4 }.exceeds(0.5, 10));
+        assert!(
+            Tally {
+                calls: 10,
+                failures: 5
+            }
+            .exceeds(0.5, 10)
+        );
+        assert!(
+            !Tally {
+                calls: 10,
+                failures: 4
+            }
+            .exceeds(0.5, 10)
+        );
     }
 }

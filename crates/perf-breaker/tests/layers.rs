@@ -59,25 +59,39 @@ async fn generic_layer_rejects_with_a_downcastable_error_and_skips_the_inner_ser
         let error = service.ready().await.unwrap().call(true).await.unwrap_err();
         assert_eq!(error.to_string(), "down");
     }
-    let error: BoxError = service.ready().await.unwrap().call(false).await.unwrap_err();
+    let error: BoxError = service
+        .ready()
+        .await
+        .unwrap()
+        .call(false)
+        .await
+        .unwrap_err();
     let open = error.downcast_ref::<CircuitOpen>().expect("a CircuitOpen");
     assert_eq!(open.retry_after(), Duration::from_millis(2500));
     assert_eq!(error.to_string(), "circuit breaker is open");
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "the open circuit must not call through");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the open circuit must not call through"
+    );
 
     tokio::time::advance(Duration::from_millis(2500)).await;
-    assert_eq!(service.ready().await.unwrap().call(false).await.unwrap(), "up");
+    assert_eq!(
+        service.ready().await.unwrap().call(false).await.unwrap(),
+        "up"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn generic_layer_takes_a_classifier() {
     let breaker = breaker(1);
     let mut service = ServiceBuilder::new()
-        .layer(
-            CircuitBreakerLayer::new(breaker.clone())
-                .classifier(|result: &Result<u32, Infallible>| matches!(result, Ok(code) if *code >= 500)),
-        )
-        .service(service_fn(|code: u32| async move { Ok::<_, Infallible>(code) }));
+        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(
+            |result: &Result<u32, Infallible>| matches!(result, Ok(code) if *code >= 500),
+        ))
+        .service(service_fn(
+            |code: u32| async move { Ok::<_, Infallible>(code) },
+        ));
     service.ready().await.unwrap().call(404).await.unwrap();
     assert_eq!(breaker.state(), State::Closed);
     service.ready().await.unwrap().call(500).await.unwrap();
@@ -95,14 +109,30 @@ async fn a_dropped_response_future_cancels_the_probe() {
             }
             Err::<(), _>("down")
         }));
-    service.ready().await.unwrap().call(false).await.unwrap_err();
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(false)
+        .await
+        .unwrap_err();
     tokio::time::advance(Duration::from_millis(2500)).await;
 
     let hanging = service.ready().await.unwrap().call(true);
-    assert!(tokio::time::timeout(Duration::from_secs(1), hanging).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), hanging)
+            .await
+            .is_err()
+    );
     assert_eq!(breaker.stats().cancelled, 1);
     // The slot is free again: the next probe runs (and fails, reopening the circuit).
-    let error = service.ready().await.unwrap().call(false).await.unwrap_err();
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(false)
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "down");
     assert_eq!(breaker.state(), State::Open);
 }
@@ -116,10 +146,22 @@ async fn http_layer_answers_503_with_retry_after() {
         .service(status_echo(Arc::clone(&calls)));
 
     for _ in 0..2 {
-        let response = service.ready().await.unwrap().call(get("/500")).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/500"))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let response = service.ready().await.unwrap().call(get("/200")).await.unwrap();
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/200"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     // 2.5 s left, rounded up to whole seconds.
     assert_eq!(response.headers()["retry-after"], "3");
@@ -134,12 +176,24 @@ async fn http_layer_does_not_count_client_errors() {
         .layer(HttpCircuitBreakerLayer::new(breaker.clone()))
         .service(status_echo(Arc::default()));
     for path in ["/404", "/400", "/429", "/401", "/404"] {
-        service.ready().await.unwrap().call(get(path)).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get(path))
+            .await
+            .unwrap();
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(breaker.stats().failures, 0);
     for path in ["/408", "/504"] {
-        service.ready().await.unwrap().call(get(path)).await.unwrap();
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(get(path))
+            .await
+            .unwrap();
     }
     assert_eq!(breaker.state(), State::Open, "timeouts and 5xx count");
 }
@@ -155,7 +209,13 @@ async fn http_layer_counts_inner_errors_and_inner_timeouts() {
             Ok::<_, BoxError>(Response::new(String::new()))
         }));
     for _ in 0..2 {
-        let error = service.ready().await.unwrap().call(get("/")).await.unwrap_err();
+        let error = service
+            .ready()
+            .await
+            .unwrap()
+            .call(get("/"))
+            .await
+            .unwrap_err();
         assert!(error.is::<tower::timeout::error::Elapsed>());
     }
     assert_eq!(breaker.state(), State::Open);
@@ -180,16 +240,36 @@ async fn keyed_http_layer_isolates_hosts() {
     let mut service = ServiceBuilder::new()
         .layer(HttpCircuitBreakerLayer::keyed(breakers.clone(), host))
         .service(status_echo(Arc::default()));
-    let to = |host: &str, path: &str| {
-        Request::get(path).header("host", host).body(()).unwrap()
-    };
+    let to = |host: &str, path: &str| Request::get(path).header("host", host).body(()).unwrap();
 
-    let response = service.ready().await.unwrap().call(to("a", "/502")).await.unwrap();
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(to("a", "/502"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let response = service.ready().await.unwrap().call(to("a", "/200")).await.unwrap();
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(to("a", "/200"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let response = service.ready().await.unwrap().call(to("b", "/200")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "host b has its own closed breaker");
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(to("b", "/200"))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "host b has its own closed breaker"
+    );
     assert_eq!(breakers.open_keys(), ["a".to_owned()]);
 }
 
@@ -200,13 +280,34 @@ async fn generic_keyed_layer_isolates_keys() {
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::keyed(breakers.clone(), |(tenant, _): &(u32, bool)| *tenant))
+        .layer(CircuitBreakerLayer::keyed(
+            breakers.clone(),
+            |(tenant, _): &(u32, bool)| *tenant,
+        ))
         .service(service_fn(|(_, fail): (u32, bool)| async move {
             if fail { Err("down") } else { Ok(()) }
         }));
-    service.ready().await.unwrap().call((1, true)).await.unwrap_err();
-    let error = service.ready().await.unwrap().call((1, false)).await.unwrap_err();
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call((1, true))
+        .await
+        .unwrap_err();
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call((1, false))
+        .await
+        .unwrap_err();
     assert!(error.is::<CircuitOpen>());
-    service.ready().await.unwrap().call((2, false)).await.unwrap();
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call((2, false))
+        .await
+        .unwrap();
     assert_eq!(breakers.len(), 2);
 }

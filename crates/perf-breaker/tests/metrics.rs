@@ -1,20 +1,25 @@
 //! What a breaker reports through the `metrics` facade.
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::CompositeKey;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use perf_breaker::{CircuitBreaker, State};
 
 /// The value of the metric `name` whose labels include all of `labels`. Taking a snapshot
 /// drains the recorder's counters, so one snapshot serves all the lookups of a moment.
-fn value<'a>(snapshot: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a DebugValue> {
+fn value<'a>(
+    snapshot: &'a [Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a DebugValue> {
     snapshot
         .iter()
         .find(|(key, _, _, _)| {
             let key = key.key();
             key.name() == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| key.labels().any(|label| label.key() == *k && label.value() == *v))
+                && labels.iter().all(|(k, v)| {
+                    key.labels()
+                        .any(|label| label.key() == *k && label.value() == *v)
+                })
         })
         .map(|(_, _, _, value)| value)
 }
@@ -38,7 +43,11 @@ fn transitions_and_rejections_are_recorded_with_the_configured_prefix() {
             .build()
             .unwrap();
         assert_eq!(
-            value(&snapshotter.snapshot().into_vec(), "pocwhisp_breaker_state", &[("breaker", "engine")]),
+            value(
+                &snapshotter.snapshot().into_vec(),
+                "pocwhisp_breaker_state",
+                &[("breaker", "engine")]
+            ),
             Some(&DebugValue::Gauge(0.0.into())),
             "the state series exists from the start"
         );
@@ -51,7 +60,11 @@ fn transitions_and_rejections_are_recorded_with_the_configured_prefix() {
 
     let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(
-        value(&snapshot, "pocwhisp_breaker_state", &[("breaker", "engine")]),
+        value(
+            &snapshot,
+            "pocwhisp_breaker_state",
+            &[("breaker", "engine")]
+        ),
         Some(&DebugValue::Gauge(1.0.into()))
     );
     assert_eq!(
@@ -68,7 +81,11 @@ fn transitions_and_rejections_are_recorded_with_the_configured_prefix() {
         Some(&DebugValue::Counter(1))
     );
     assert_eq!(
-        value(&snapshot, "pocwhisp_breaker_rejections_total", &[("breaker", "engine")]),
+        value(
+            &snapshot,
+            "pocwhisp_breaker_rejections_total",
+            &[("breaker", "engine")]
+        ),
         Some(&DebugValue::Counter(3))
     );
 }

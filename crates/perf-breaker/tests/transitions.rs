@@ -31,8 +31,10 @@ fn succeed(breaker: &CircuitBreaker, times: usize) {
     }
 }
 
+type Log = Arc<Mutex<Vec<(State, State, Reason)>>>;
+
 /// Records every transition a breaker makes.
-fn recorded(builder: Builder) -> (CircuitBreaker, Arc<Mutex<Vec<(State, State, Reason)>>>) {
+fn recorded(builder: Builder) -> (CircuitBreaker, Log) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
     let breaker = builder
@@ -76,7 +78,9 @@ async fn open_rejects_with_the_time_left_then_admits_a_probe() {
     assert_eq!(open.retry_after(), Duration::from_secs(6));
 
     advance(Duration::from_secs(6)).await;
-    let probe = breaker.try_acquire().expect("probe admitted after the open period");
+    let probe = breaker
+        .try_acquire()
+        .expect("probe admitted after the open period");
     assert!(probe.is_probe());
     assert_eq!(breaker.state(), State::HalfOpen);
     probe.success();
@@ -112,7 +116,9 @@ async fn half_open_admits_at_most_the_probe_limit() {
     // A finished probe frees its slot; the circuit stays half-open until two succeed.
     first.success();
     assert_eq!(breaker.state(), State::HalfOpen);
-    let replacement = breaker.try_acquire().expect("slot freed by the finished probe");
+    let replacement = breaker
+        .try_acquire()
+        .expect("slot freed by the finished probe");
     second.success();
     assert_eq!(breaker.state(), State::Closed);
     // A probe that finishes after the circuit closed belongs to an older generation.
@@ -138,7 +144,8 @@ async fn probe_slots_are_reserved_atomically_across_threads() {
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    let permits: Vec<_> = (0..4).filter_map(|_| breaker.try_acquire().ok()).collect();
+                    let permits: Vec<_> =
+                        (0..4).filter_map(|_| breaker.try_acquire().ok()).collect();
                     barrier.wait();
                     let count = permits.len();
                     drop(permits);
@@ -146,7 +153,10 @@ async fn probe_slots_are_reserved_atomically_across_threads() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
     });
     assert_eq!(admitted, PROBES as usize - 1);
     assert_eq!(breaker.state(), State::HalfOpen);
@@ -217,7 +227,7 @@ async fn a_cancelled_probe_gives_its_slot_back() {
     advance(OPEN).await;
 
     // The probe's future is dropped before it finishes, as a timeout would do.
-    let call = breaker.call(|| std::future::pending::<Result<(), ()>>());
+    let call = breaker.call(std::future::pending::<Result<(), ()>>);
     let timed_out = tokio::time::timeout(Duration::from_millis(50), call).await;
     assert!(timed_out.is_err());
     assert_eq!(breaker.state(), State::HalfOpen);
@@ -317,7 +327,10 @@ async fn slow_calls_count_as_failures() {
     }
     assert_eq!(breaker.state(), State::Open);
     let stats = breaker.stats();
-    assert_eq!((stats.successes, stats.slow_calls, stats.failures), (2, 2, 0));
+    assert_eq!(
+        (stats.successes, stats.slow_calls, stats.failures),
+        (2, 2, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -372,9 +385,17 @@ async fn stats_count_every_outcome_and_time_in_state() {
     let stats = breaker.stats();
     assert_eq!(stats.state, State::Open);
     assert_eq!(
-        (stats.calls, stats.successes, stats.failures, stats.rejections),
+        (
+            stats.calls,
+            stats.successes,
+            stats.failures,
+            stats.rejections
+        ),
         (7, 4, 3, 2)
     );
-    assert_eq!(stats.cancelled, 0, "a rejected acquire is not a cancelled call");
+    assert_eq!(
+        stats.cancelled, 0,
+        "a rejected acquire is not a cancelled call"
+    );
     assert_eq!(stats.time_in_state, Duration::from_secs(2));
 }

@@ -13,7 +13,7 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
 //! use perf_breaker::{CircuitBreaker, HttpCircuitBreakerLayer};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let breaker = CircuitBreaker::builder().failure_threshold(1).build()?;
 //! let mut service = ServiceBuilder::new()

@@ -10,7 +10,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), perf_breaker::BoxError> {
 //! use perf_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let breaker = CircuitBreaker::builder().failure_threshold(2).build()?;
 //! let mut service = ServiceBuilder::new()
@@ -34,6 +34,7 @@ mod layer;
 #[allow(clippy::module_inception)]
 mod service;
 
+#[cfg(feature = "http")]
 pub(crate) use future::Guarded;
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
