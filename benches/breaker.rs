@@ -117,7 +117,9 @@ fn tower_resilience_layered(
 }
 
 fn runtime() -> tokio::runtime::Runtime {
+    // tower-resilience's breaker needs the time driver.
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime")
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::backoff;
 use crate::builder::Builder;
+use crate::clock;
 use crate::config::Config;
 use crate::error::{CallError, CircuitOpen};
 use crate::permit::{OwnedPermit, Permit, Ticket};
@@ -249,15 +250,10 @@ impl Inner {
         Word(self.word.load(Acquire))
     }
 
-    /// Milliseconds since the breaker was built, on tokio's clock so that tests can pause it.
+    /// Milliseconds since the breaker was built.
     #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX)
+        clock::millis_since(self.epoch)
     }
 
     #[inline]

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::breaker::CircuitBreaker;
 use crate::builder::Builder;
+use crate::clock;
 use crate::error::BuildError;
 use crate::state::State;
 
@@ -142,12 +143,7 @@ where
     K: Hash + Eq + Clone,
 {
     fn now_ms(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.epoch)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX)
+        clock::millis_since(self.epoch)
     }
 
     fn create(&self, key: &K) -> CircuitBreaker {

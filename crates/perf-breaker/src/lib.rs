@@ -5,6 +5,7 @@ mod backoff;
 mod breaker;
 mod builder;
 mod classify;
+mod clock;
 mod config;
 mod error;
 mod keyed;

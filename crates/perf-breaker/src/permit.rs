@@ -37,6 +37,7 @@ pub struct OwnedPermit {
 }
 
 impl<'a> Permit<'a> {
+    #[inline]
     pub(crate) fn new(inner: &'a Inner, ticket: Ticket) -> Self {
         Permit {
             inner,
@@ -46,6 +47,7 @@ impl<'a> Permit<'a> {
 }
 
 impl OwnedPermit {
+    #[inline]
     pub(crate) fn new(breaker: CircuitBreaker, ticket: Ticket) -> Self {
         OwnedPermit {
             breaker,
@@ -53,6 +55,7 @@ impl OwnedPermit {
         }
     }
 
+    #[inline]
     fn inner(&self) -> &Inner {
         &self.breaker.inner
     }
@@ -63,16 +66,19 @@ macro_rules! permit_outcomes {
     ($permit:ty) => {
         impl $permit {
             /// Records a success.
+            #[inline]
             pub fn success(self) {
                 self.record(false);
             }
 
             /// Records a failure.
+            #[inline]
             pub fn failure(self) {
                 self.record(true);
             }
 
             /// Records a failure if `failed`, a success otherwise.
+            #[inline]
             pub fn record(mut self, failed: bool) {
                 if let Some(ticket) = self.ticket.take() {
                     self.inner().record(ticket, failed);
@@ -86,6 +92,7 @@ macro_rules! permit_outcomes {
         }
 
         impl Drop for $permit {
+            #[inline]
             fn drop(&mut self) {
                 if let Some(ticket) = self.ticket.take() {
                     self.inner().cancel(ticket);
@@ -104,6 +111,7 @@ macro_rules! permit_outcomes {
 }
 
 impl Permit<'_> {
+    #[inline]
     fn inner(&self) -> &Inner {
         self.inner
     }
