@@ -28,6 +28,30 @@ const MAX_WINDOW_CALLS: u32 = 1 << 20;
 /// | `half_open_success_threshold` | 1 |
 /// | `name` | `default` |
 /// | `metrics_prefix` | `circuit_breaker` |
+///
+/// The struct is `#[non_exhaustive]` so that new settings are not breaking changes: start
+/// from [`Config::default`] (or a file) and set fields, or use the [`Builder`](crate::Builder).
+///
+/// ```
+/// use std::time::Duration;
+/// use perf_breaker::{CircuitBreaker, Config};
+///
+/// let mut config = Config::default();
+/// config.name = "postgres".into();
+/// config.failure_threshold = 3;
+/// config.open_duration = Duration::from_secs(5);
+/// let breaker = CircuitBreaker::new(config).unwrap();
+/// assert_eq!(breaker.config().failure_threshold, 3);
+///
+/// config_error_is_named();
+/// fn config_error_is_named() {
+///     let mut config = Config::default();
+///     config.jitter = 1.5;
+///     let error = CircuitBreaker::new(config).unwrap_err();
+///     assert_eq!(error.field(), "jitter");
+///     assert_eq!(error.to_string(), "invalid circuit breaker config: `jitter` must be in [0, 1)");
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
