@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use perf_breaker::{
-    BoxError, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, HttpCircuitBreakerLayer,
-    KeyedCircuitBreaker, State,
+    Answer, BoxError, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, HttpCircuitBreakerLayer,
+    HttpClassifier, KeyedCircuitBreaker, State,
 };
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -40,6 +40,11 @@ fn status_echo(
     })
 }
 
+/// Waits for readiness, then calls.
+async fn send<S: Service<R>, R>(service: &mut S, request: R) -> Result<S::Response, S::Error> {
+    service.ready().await?.call(request).await
+}
+
 fn get(path: &str) -> Request<()> {
     Request::get(path).body(()).unwrap()
 }
@@ -56,16 +61,10 @@ async fn generic_layer_rejects_with_a_downcastable_error_and_skips_the_inner_ser
         }));
 
     for _ in 0..2 {
-        let error = service.ready().await.unwrap().call(true).await.unwrap_err();
+        let error = send(&mut service, true).await.unwrap_err();
         assert_eq!(error.to_string(), "down");
     }
-    let error: BoxError = service
-        .ready()
-        .await
-        .unwrap()
-        .call(false)
-        .await
-        .unwrap_err();
+    let error: BoxError = send(&mut service, false).await.unwrap_err();
     let open = error.downcast_ref::<CircuitOpen>().expect("a CircuitOpen");
     assert_eq!(open.retry_after(), Duration::from_millis(2500));
     assert_eq!(error.to_string(), "circuit breaker is open");
@@ -76,10 +75,7 @@ async fn generic_layer_rejects_with_a_downcastable_error_and_skips_the_inner_ser
     );
 
     tokio::time::advance(Duration::from_millis(2500)).await;
-    assert_eq!(
-        service.ready().await.unwrap().call(false).await.unwrap(),
-        "up"
-    );
+    assert_eq!(send(&mut service, false).await.unwrap(), "up");
 }
 
 #[tokio::test(start_paused = true)]
@@ -92,9 +88,9 @@ async fn generic_layer_takes_a_classifier() {
         .service(service_fn(
             |code: u32| async move { Ok::<_, Infallible>(code) },
         ));
-    service.ready().await.unwrap().call(404).await.unwrap();
+    send(&mut service, 404).await.unwrap();
     assert_eq!(breaker.state(), State::Closed);
-    service.ready().await.unwrap().call(500).await.unwrap();
+    send(&mut service, 500).await.unwrap();
     assert_eq!(breaker.state(), State::Open);
 }
 
@@ -109,13 +105,7 @@ async fn a_dropped_response_future_cancels_the_probe() {
             }
             Err::<(), _>("down")
         }));
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call(false)
-        .await
-        .unwrap_err();
+    send(&mut service, false).await.unwrap_err();
     tokio::time::advance(Duration::from_millis(2500)).await;
 
     let hanging = service.ready().await.unwrap().call(true);
@@ -126,13 +116,7 @@ async fn a_dropped_response_future_cancels_the_probe() {
     );
     assert_eq!(breaker.stats().cancelled, 1);
     // The slot is free again: the next probe runs (and fails, reopening the circuit).
-    let error = service
-        .ready()
-        .await
-        .unwrap()
-        .call(false)
-        .await
-        .unwrap_err();
+    let error = send(&mut service, false).await.unwrap_err();
     assert_eq!(error.to_string(), "down");
     assert_eq!(breaker.state(), State::Open);
 }
@@ -146,22 +130,10 @@ async fn http_layer_answers_503_with_retry_after() {
         .service(status_echo(Arc::clone(&calls)));
 
     for _ in 0..2 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(get("/500"))
-            .await
-            .unwrap();
+        let response = send(&mut service, get("/500")).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/200"))
-        .await
-        .unwrap();
+    let response = send(&mut service, get("/200")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     // 2.5 s left, rounded up to whole seconds.
     assert_eq!(response.headers()["retry-after"], "3");
@@ -176,24 +148,12 @@ async fn http_layer_does_not_count_client_errors() {
         .layer(HttpCircuitBreakerLayer::new(breaker.clone()))
         .service(status_echo(Arc::default()));
     for path in ["/404", "/400", "/429", "/401", "/404"] {
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(get(path))
-            .await
-            .unwrap();
+        send(&mut service, get(path)).await.unwrap();
     }
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(breaker.stats().failures, 0);
     for path in ["/408", "/504"] {
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(get(path))
-            .await
-            .unwrap();
+        send(&mut service, get(path)).await.unwrap();
     }
     assert_eq!(breaker.state(), State::Open, "timeouts and 5xx count");
 }
@@ -209,17 +169,11 @@ async fn http_layer_counts_inner_errors_and_inner_timeouts() {
             Ok::<_, BoxError>(Response::new(String::new()))
         }));
     for _ in 0..2 {
-        let error = service
-            .ready()
-            .await
-            .unwrap()
-            .call(get("/"))
-            .await
-            .unwrap_err();
+        let error = send(&mut service, get("/")).await.unwrap_err();
         assert!(error.is::<tower::timeout::error::Elapsed>());
     }
     assert_eq!(breaker.state(), State::Open);
-    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    let response = send(&mut service, get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -242,29 +196,11 @@ async fn keyed_http_layer_isolates_hosts() {
         .service(status_echo(Arc::default()));
     let to = |host: &str, path: &str| Request::get(path).header("host", host).body(()).unwrap();
 
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(to("a", "/502"))
-        .await
-        .unwrap();
+    let response = send(&mut service, to("a", "/502")).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(to("a", "/200"))
-        .await
-        .unwrap();
+    let response = send(&mut service, to("a", "/200")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(to("b", "/200"))
-        .await
-        .unwrap();
+    let response = send(&mut service, to("b", "/200")).await.unwrap();
     assert_eq!(
         response.status(),
         StatusCode::OK,
@@ -287,27 +223,56 @@ async fn generic_keyed_layer_isolates_keys() {
         .service(service_fn(|(_, fail): (u32, bool)| async move {
             if fail { Err("down") } else { Ok(()) }
         }));
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call((1, true))
-        .await
-        .unwrap_err();
-    let error = service
-        .ready()
-        .await
-        .unwrap()
-        .call((1, false))
-        .await
-        .unwrap_err();
+    send(&mut service, (1, true)).await.unwrap_err();
+    let error = send(&mut service, (1, false)).await.unwrap_err();
     assert!(error.is::<CircuitOpen>());
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call((2, false))
-        .await
-        .unwrap();
+    send(&mut service, (2, false)).await.unwrap();
     assert_eq!(breakers.len(), 2);
+}
+
+/// An API's own rejection format, through the `Answer` extension point.
+#[derive(Clone)]
+struct JsonUnavailable;
+
+impl<E> Answer<Response<String>, E> for JsonUnavailable {
+    type Response = Response<String>;
+    type Error = E;
+
+    fn admitted(result: Result<Response<String>, E>) -> Result<Response<String>, E> {
+        result
+    }
+
+    fn rejected(&self, open: CircuitOpen) -> Result<Response<String>, E> {
+        Ok(Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"error":"circuit_open","retry_after_ms":{}}}"#,
+                open.retry_after().as_millis()
+            ))
+            .unwrap())
+    }
+
+    fn not_ready(error: E) -> E {
+        error
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_answer_shapes_the_rejection() {
+    let mut service = ServiceBuilder::new()
+        .layer(
+            CircuitBreakerLayer::new(breaker(1))
+                .classifier(HttpClassifier)
+                .answer(JsonUnavailable),
+        )
+        .service(status_echo(Arc::default()));
+    let failed = send(&mut service, get("/500")).await.unwrap();
+    assert_eq!(failed.body(), "answered 500");
+    let rejected = send(&mut service, get("/200")).await.unwrap();
+    assert_eq!(rejected.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        rejected.body(),
+        r#"{"error":"circuit_open","retry_after_ms":2500}"#
+    );
 }

@@ -1,23 +1,25 @@
 use tower_layer::Layer;
 
-use super::{HttpCircuitBreaker, HttpClassifier};
+use super::{HttpCircuitBreaker, HttpClassifier, RespondUnavailable};
 use crate::breaker::CircuitBreaker;
 use crate::keyed::KeyedCircuitBreaker;
 use crate::select::ByKey;
+use crate::service::CircuitBreakerLayer;
 
 /// Applies a circuit breaker to an HTTP service; see the [module docs](crate::http).
+///
+/// The [generic layer](CircuitBreakerLayer) set up with [`HttpClassifier`] and
+/// [`RespondUnavailable`].
 #[derive(Debug, Clone)]
 pub struct HttpCircuitBreakerLayer<B = CircuitBreaker, C = HttpClassifier> {
-    breakers: B,
-    classify: C,
+    layer: CircuitBreakerLayer<B, C, RespondUnavailable>,
 }
 
 impl HttpCircuitBreakerLayer {
     /// Every request goes through `breaker`, classified by [`HttpClassifier`].
     pub const fn new(breaker: CircuitBreaker) -> Self {
         HttpCircuitBreakerLayer {
-            breakers: breaker,
-            classify: HttpClassifier,
+            layer: CircuitBreakerLayer::with_parts(breaker, HttpClassifier, RespondUnavailable),
         }
     }
 }
@@ -27,8 +29,11 @@ impl<K, F> HttpCircuitBreakerLayer<ByKey<K, F>> {
     /// route, per tenant.
     pub fn keyed(breakers: KeyedCircuitBreaker<K>, key: F) -> Self {
         HttpCircuitBreakerLayer {
-            breakers: ByKey::new(breakers, key),
-            classify: HttpClassifier,
+            layer: CircuitBreakerLayer::with_parts(
+                ByKey::new(breakers, key),
+                HttpClassifier,
+                RespondUnavailable,
+            ),
         }
     }
 }
@@ -37,8 +42,7 @@ impl<B, C> HttpCircuitBreakerLayer<B, C> {
     /// Classifies responses with `classify` instead.
     pub fn classifier<C2>(self, classify: C2) -> HttpCircuitBreakerLayer<B, C2> {
         HttpCircuitBreakerLayer {
-            breakers: self.breakers,
-            classify,
+            layer: self.layer.classifier(classify),
         }
     }
 }
@@ -47,6 +51,6 @@ impl<S, B: Clone, C: Clone> Layer<S> for HttpCircuitBreakerLayer<B, C> {
     type Service = HttpCircuitBreaker<S, B, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpCircuitBreaker::with_parts(inner, self.breakers.clone(), self.classify.clone())
+        self.layer.layer(inner)
     }
 }

@@ -1,11 +1,14 @@
 //! The HTTP layer: classifies responses and answers an open circuit itself.
 //!
-//! Responses are classified by [`HttpClassifier`] (5xx, 408 and inner errors fail; other 4xx
-//! are the client's problem and do not) unless another [`Classify`](crate::Classify) is set.
-//! When the breaker rejects a request the inner service is not called: the layer answers
-//! `503 Service Unavailable` with `Retry-After` (whole seconds, rounded up) and an empty body
-//! of the response body type's [`Default`]. The error type is the inner service's, unchanged,
-//! so no `HandleErrorLayer` is needed.
+//! This is the [generic layer](crate::service) with two HTTP parts. Responses are classified
+//! by [`HttpClassifier`] (5xx, 408 and inner errors fail; other 4xx are the client's problem
+//! and do not) unless another [`Classify`](crate::Classify) is set. When the breaker rejects
+//! a request the inner service is not called: [`RespondUnavailable`] answers `503 Service
+//! Unavailable` with `Retry-After` (whole seconds, rounded up) and an empty body of the
+//! response body type's [`Default`]. The error type is the inner service's, unchanged, so no
+//! `HandleErrorLayer` is needed. For another rejection response (a JSON error body, say),
+//! implement [`Answer`](crate::service::Answer) and set it with
+//! [`CircuitBreakerLayer::answer`](crate::CircuitBreakerLayer::answer).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,12 +34,22 @@
 //! # }
 //! ```
 
+mod answer;
 mod classify;
-mod future;
 mod layer;
-mod service;
 
+pub use answer::RespondUnavailable;
 pub use classify::HttpClassifier;
-pub use future::ResponseFuture;
 pub use layer::HttpCircuitBreakerLayer;
-pub use service::HttpCircuitBreaker;
+
+use crate::breaker::CircuitBreaker;
+use crate::service::CircuitBreakerService;
+
+/// An HTTP service guarded by a circuit breaker: the generic service with
+/// [`RespondUnavailable`]; built by [`HttpCircuitBreakerLayer`].
+pub type HttpCircuitBreaker<S, B = CircuitBreaker, C = HttpClassifier> =
+    CircuitBreakerService<S, B, C, RespondUnavailable>;
+
+/// Response future of [`HttpCircuitBreaker`].
+pub type ResponseFuture<F, C = HttpClassifier> =
+    crate::service::ResponseFuture<F, C, RespondUnavailable>;

@@ -1,55 +1,65 @@
 use tower_layer::Layer;
 
-use super::CircuitBreakerService;
+use super::{CircuitBreakerService, RejectWithError};
 use crate::breaker::CircuitBreaker;
 use crate::classify::ErrorsFail;
 use crate::keyed::KeyedCircuitBreaker;
 use crate::select::ByKey;
 
-/// Applies a circuit breaker to any service; see the [module docs](crate::service).
+/// Applies a circuit breaker to a service; see the [module docs](crate::service).
 ///
-/// `B` picks the breaker per request ([`CircuitBreaker`] or [`ByKey`]); `C` classifies
-/// results.
+/// `B` picks the breaker per request ([`CircuitBreaker`] or [`ByKey`]), `C` classifies
+/// results, `A` turns outcomes into the service's result (see [`Answer`](super::Answer)).
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerLayer<B = CircuitBreaker, C = ErrorsFail> {
+pub struct CircuitBreakerLayer<B = CircuitBreaker, C = ErrorsFail, A = RejectWithError> {
     breakers: B,
     classify: C,
+    answer: A,
 }
 
 impl CircuitBreakerLayer {
     /// Every request goes through `breaker`; every `Err` is a failure.
     pub const fn new(breaker: CircuitBreaker) -> Self {
-        CircuitBreakerLayer {
-            breakers: breaker,
-            classify: ErrorsFail,
-        }
+        CircuitBreakerLayer::with_parts(breaker, ErrorsFail, RejectWithError)
     }
 }
 
 impl<K, F> CircuitBreakerLayer<ByKey<K, F>> {
     /// Each request goes through the breaker of `key(&request)`.
     pub fn keyed(breakers: KeyedCircuitBreaker<K>, key: F) -> Self {
-        CircuitBreakerLayer {
-            breakers: ByKey::new(breakers, key),
-            classify: ErrorsFail,
-        }
+        CircuitBreakerLayer::with_parts(ByKey::new(breakers, key), ErrorsFail, RejectWithError)
     }
 }
 
-impl<B, C> CircuitBreakerLayer<B, C> {
-    /// Classifies results with `classify` instead.
-    pub fn classifier<C2>(self, classify: C2) -> CircuitBreakerLayer<B, C2> {
+impl<B, C, A> CircuitBreakerLayer<B, C, A> {
+    pub(crate) const fn with_parts(breakers: B, classify: C, answer: A) -> Self {
         CircuitBreakerLayer {
-            breakers: self.breakers,
+            breakers,
             classify,
+            answer,
         }
+    }
+
+    /// Classifies results with `classify` instead.
+    pub fn classifier<C2>(self, classify: C2) -> CircuitBreakerLayer<B, C2, A> {
+        CircuitBreakerLayer::with_parts(self.breakers, classify, self.answer)
+    }
+
+    /// Turns outcomes into results with `answer` instead.
+    pub fn answer<A2>(self, answer: A2) -> CircuitBreakerLayer<B, C, A2> {
+        CircuitBreakerLayer::with_parts(self.breakers, self.classify, answer)
     }
 }
 
-impl<S, B: Clone, C: Clone> Layer<S> for CircuitBreakerLayer<B, C> {
-    type Service = CircuitBreakerService<S, B, C>;
+impl<S, B: Clone, C: Clone, A: Clone> Layer<S> for CircuitBreakerLayer<B, C, A> {
+    type Service = CircuitBreakerService<S, B, C, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::with_parts(inner, self.breakers.clone(), self.classify.clone())
+        CircuitBreakerService::with_parts(
+            inner,
+            self.breakers.clone(),
+            self.classify.clone(),
+            self.answer.clone(),
+        )
     }
 }

@@ -4,7 +4,8 @@
 //! A rejected call returns a boxed [`CircuitOpen`](crate::CircuitOpen) without reaching the
 //! inner service; find it with `downcast_ref`. Results are classified by
 //! [`ErrorsFail`](crate::ErrorsFail) unless another [`Classify`](crate::Classify) is set with
-//! [`CircuitBreakerLayer::classifier`].
+//! [`CircuitBreakerLayer::classifier`]. How outcomes become results is an [`Answer`]: the
+//! HTTP layer is this same layer with another answer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -29,13 +30,13 @@
 //! # }
 //! ```
 
+mod answer;
 mod future;
 mod layer;
 #[allow(clippy::module_inception)]
 mod service;
 
-#[cfg(feature = "http")]
-pub(crate) use future::Guarded;
+pub use answer::{Answer, RejectWithError};
 pub use future::ResponseFuture;
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;

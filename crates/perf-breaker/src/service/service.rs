@@ -2,23 +2,24 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::{BoxError, CircuitBreakerLayer, ResponseFuture};
+use super::{Answer, CircuitBreakerLayer, RejectWithError, ResponseFuture};
 use crate::breaker::CircuitBreaker;
 use crate::classify::{Classify, ErrorsFail};
 use crate::select::SelectBreaker;
 
 /// A service guarded by a circuit breaker; built by [`CircuitBreakerLayer`].
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerService<S, B = CircuitBreaker, C = ErrorsFail> {
+pub struct CircuitBreakerService<S, B = CircuitBreaker, C = ErrorsFail, A = RejectWithError> {
     inner: S,
     breakers: B,
     classify: C,
+    answer: A,
 }
 
 impl<S> CircuitBreakerService<S> {
     /// Guards `inner` with `breaker`.
     pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
-        CircuitBreakerService::with_parts(inner, breaker, ErrorsFail)
+        CircuitBreakerService::with_parts(inner, breaker, ErrorsFail, RejectWithError)
     }
 
     /// A layer that guards services with `breaker`.
@@ -27,12 +28,13 @@ impl<S> CircuitBreakerService<S> {
     }
 }
 
-impl<S, B, C> CircuitBreakerService<S, B, C> {
-    pub(crate) fn with_parts(inner: S, breakers: B, classify: C) -> Self {
+impl<S, B, C, A> CircuitBreakerService<S, B, C, A> {
+    pub(crate) fn with_parts(inner: S, breakers: B, classify: C, answer: A) -> Self {
         CircuitBreakerService {
             inner,
             breakers,
             classify,
+            answer,
         }
     }
 
@@ -52,19 +54,19 @@ impl<S, B, C> CircuitBreakerService<S, B, C> {
     }
 }
 
-impl<S, B, C, Request> Service<Request> for CircuitBreakerService<S, B, C>
+impl<S, B, C, A, Request> Service<Request> for CircuitBreakerService<S, B, C, A>
 where
     S: Service<Request>,
-    S::Error: Into<BoxError>,
     B: SelectBreaker<Request>,
     C: Classify<S::Response, S::Error> + Clone,
+    A: Answer<S::Response, S::Error> + Clone,
 {
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Response = A::Response;
+    type Error = A::Error;
+    type Future = ResponseFuture<S::Future, C, A>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(A::not_ready)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
@@ -72,7 +74,7 @@ where
             Ok(permit) => {
                 ResponseFuture::admitted(self.inner.call(request), permit, self.classify.clone())
             }
-            Err(open) => ResponseFuture::rejected(open),
+            Err(open) => ResponseFuture::rejected(open, self.answer.clone()),
         }
     }
 }
