@@ -1,0 +1,46 @@
+use std::fmt;
+
+use tower_layer::Layer;
+
+use super::{KeyExtractor, RateLimit, RateLimiter};
+use crate::clock::FastClock;
+
+/// Rate-limits requests by the key `X` extracts; see the [module docs](super).
+pub struct RateLimitLayer<X: KeyExtractor, C = FastClock> {
+    limiter: RateLimiter<X::Key, C>,
+    extractor: X,
+}
+
+impl<X: KeyExtractor, C> RateLimitLayer<X, C> {
+    /// Limits each request by `limiter`'s bucket for `extractor`'s key. The limiter is
+    /// shared, not copied: give two layers the same limiter and they share buckets.
+    pub fn new(limiter: RateLimiter<X::Key, C>, extractor: X) -> Self {
+        RateLimitLayer { limiter, extractor }
+    }
+}
+
+impl<X: KeyExtractor + Clone, C> Clone for RateLimitLayer<X, C> {
+    fn clone(&self) -> Self {
+        RateLimitLayer {
+            limiter: self.limiter.clone(),
+            extractor: self.extractor.clone(),
+        }
+    }
+}
+
+impl<S, X: KeyExtractor + Clone, C> Layer<S> for RateLimitLayer<X, C> {
+    type Service = RateLimit<S, X, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, self.limiter.clone(), self.extractor.clone())
+    }
+}
+
+impl<X: KeyExtractor + fmt::Debug, C> fmt::Debug for RateLimitLayer<X, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limiter", &self.limiter)
+            .field("extractor", &self.extractor)
+            .finish()
+    }
+}

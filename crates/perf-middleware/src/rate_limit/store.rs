@@ -1,0 +1,126 @@
+//! Per-key GCRA state in a sharded map with a bound on keys and no cleanup task.
+//!
+//! A key whose bucket has refilled (its TAT is in the past) is indistinguishable from a key
+//! never seen, so forgetting it changes no answer. When a shard is full, an insert first
+//! drops the refilled keys; only if every key is still throttled does it drop the one closest
+//! to refilled, which at worst grants that key a few requests early. Memory is therefore
+//! bounded by `max_keys` whatever keys arrive, and idle keys leave without anyone running a
+//! cleanup.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{PoisonError, RwLock};
+
+use foldhash::fast::RandomState;
+
+use super::gcra;
+
+const SHARDS: usize = 64;
+
+type Shard<K> = RwLock<HashMap<K, AtomicU64, RandomState>>;
+
+#[derive(Debug)]
+pub(crate) struct KeyedStore<K> {
+    shards: Box<[Shard<K>]>,
+    hasher: RandomState,
+    shard_capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone> KeyedStore<K> {
+    pub(crate) fn new(max_keys: usize) -> Self {
+        KeyedStore {
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+            hasher: RandomState::default(),
+            shard_capacity: max_keys.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Runs `f` on the TAT of `key`, creating it (as a full bucket) if needed.
+    #[inline]
+    pub(crate) fn with_tat<R>(&self, key: &K, now: u64, f: impl Fn(&AtomicU64) -> R) -> R {
+        // The high bits pick the shard; the map uses the hash's low bits, so the two stay
+        // independent.
+        let hash = self.hasher.hash_one(key);
+        let shard = &self.shards[(hash >> 58) as usize % SHARDS];
+        if let Some(tat) = shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return f(tat);
+        }
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(key) && map.len() >= self.shard_capacity {
+            make_room(&mut map, now, self.shard_capacity);
+        }
+        f(map.entry(key.clone()).or_insert_with(|| AtomicU64::new(0)))
+    }
+
+    /// Keys currently held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Drops every refilled key now.
+    pub(crate) fn sweep(&self, now: u64) {
+        for shard in self.shards.iter() {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, tat| !gcra::is_replenished(tat.load(Relaxed), now));
+        }
+    }
+}
+
+fn make_room<K: Hash + Eq + Clone>(
+    map: &mut HashMap<K, AtomicU64, RandomState>,
+    now: u64,
+    capacity: usize,
+) {
+    map.retain(|_, tat| !gcra::is_replenished(tat.load(Relaxed), now));
+    if map.len() < capacity {
+        return;
+    }
+    let closest = map
+        .iter()
+        .min_by_key(|(_, tat)| tat.load(Relaxed))
+        .map(|(key, _)| key.clone());
+    if let Some(key) = closest {
+        map.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refilled_keys_make_room_first() {
+        let store = KeyedStore::<u32>::new(SHARDS);
+        // Fill one shard's worth of keys with future TATs (throttled), at time 0.
+        for key in 0..10_000 {
+            store.with_tat(&key, 0, |tat| tat.store(100, Relaxed));
+        }
+        assert!(store.len() <= SHARDS, "bounded: {}", store.len());
+        // At time 200 every held key has refilled and the next inserts displace them.
+        store.sweep(200);
+        assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn a_throttled_key_keeps_its_state() {
+        let store = KeyedStore::<&str>::new(1_000);
+        store.with_tat(&"a", 0, |tat| tat.store(500, Relaxed));
+        assert_eq!(store.with_tat(&"a", 10, |tat| tat.load(Relaxed)), 500);
+        store.sweep(400);
+        assert_eq!(store.len(), 1);
+        store.sweep(500);
+        assert_eq!(store.len(), 0);
+    }
+}
