@@ -2,10 +2,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::Decision;
+use super::{Decision, RateLimitHeaders};
 use crate::response;
 
 pin_project! {
@@ -16,21 +16,24 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         decision: Decision,
+        headers: RateLimitHeaders,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn allowed(future: F, decision: Decision) -> Self {
+    pub(crate) fn allowed(future: F, decision: Decision, headers: RateLimitHeaders) -> Self {
         ResponseFuture {
             inner: Some(future),
             decision,
+            headers,
         }
     }
 
-    pub(crate) fn limited(decision: Decision) -> Self {
+    pub(crate) fn limited(decision: Decision, headers: RateLimitHeaders) -> Self {
         ResponseFuture {
             inner: None,
             decision,
+            headers,
         }
     }
 }
@@ -50,25 +53,7 @@ where
                 response::retry_later(StatusCode::TOO_MANY_REQUESTS, this.decision.retry_after())
             }
         };
-        insert_headers(response.headers_mut(), this.decision);
+        this.headers.write(response.headers_mut(), this.decision);
         Poll::Ready(Ok(response))
-    }
-}
-
-const LIMIT: [&str; 2] = ["ratelimit-limit", "x-ratelimit-limit"];
-const REMAINING: [&str; 2] = ["ratelimit-remaining", "x-ratelimit-remaining"];
-const RESET: [&str; 2] = ["ratelimit-reset", "x-ratelimit-reset"];
-
-/// The IETF `RateLimit-*` fields and the `X-RateLimit-*` names the original server sent.
-fn insert_headers(headers: &mut HeaderMap, decision: &Decision) {
-    let fields = [
-        (LIMIT, u64::from(decision.limit())),
-        (REMAINING, u64::from(decision.remaining())),
-        (RESET, response::ceil_seconds(decision.reset())),
-    ];
-    for (names, value) in fields {
-        for name in names {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
-        }
     }
 }

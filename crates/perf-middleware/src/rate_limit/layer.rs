@@ -2,20 +2,32 @@ use std::fmt;
 
 use tower_layer::Layer;
 
-use super::{KeyExtractor, RateLimit, RateLimiter};
+use super::{KeyExtractor, RateLimit, RateLimitHeaders, RateLimiter};
 use crate::clock::FastClock;
 
 /// Rate-limits requests by the key `X` extracts; see the [module docs](super).
 pub struct RateLimitLayer<X: KeyExtractor, C = FastClock> {
     limiter: RateLimiter<X::Key, C>,
     extractor: X,
+    headers: RateLimitHeaders,
 }
 
 impl<X: KeyExtractor, C> RateLimitLayer<X, C> {
     /// Limits each request by `limiter`'s bucket for `extractor`'s key. The limiter is
     /// shared, not copied: give two layers the same limiter and they share buckets.
     pub fn new(limiter: RateLimiter<X::Key, C>, extractor: X) -> Self {
-        RateLimitLayer { limiter, extractor }
+        RateLimitLayer {
+            limiter,
+            extractor,
+            headers: RateLimitHeaders::default(),
+        }
+    }
+
+    /// Which rate-limit fields responses carry (default: standard and legacy names).
+    #[must_use]
+    pub fn headers(mut self, headers: RateLimitHeaders) -> Self {
+        self.headers = headers;
+        self
     }
 }
 
@@ -24,6 +36,7 @@ impl<X: KeyExtractor + Clone, C> Clone for RateLimitLayer<X, C> {
         RateLimitLayer {
             limiter: self.limiter.clone(),
             extractor: self.extractor.clone(),
+            headers: self.headers,
         }
     }
 }
@@ -32,7 +45,7 @@ impl<S, X: KeyExtractor + Clone, C> Layer<S> for RateLimitLayer<X, C> {
     type Service = RateLimit<S, X, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, self.limiter.clone(), self.extractor.clone())
+        RateLimit::new(inner, self.limiter.clone(), self.extractor.clone()).headers(self.headers)
     }
 }
 
@@ -41,6 +54,7 @@ impl<X: KeyExtractor + fmt::Debug, C> fmt::Debug for RateLimitLayer<X, C> {
         f.debug_struct("RateLimitLayer")
             .field("limiter", &self.limiter)
             .field("extractor", &self.extractor)
+            .field("headers", &self.headers)
             .finish()
     }
 }

@@ -37,6 +37,7 @@
 
 mod future;
 mod gcra;
+mod headers;
 mod key;
 mod layer;
 mod limiter;
@@ -46,6 +47,7 @@ mod store;
 
 pub use future::ResponseFuture;
 pub use gcra::Decision;
+pub use headers::RateLimitHeaders;
 pub use key::{BearerToken, GlobalKey, HeaderKey, KeyExtractor, PeerAddr, PeerIp, RequestHead};
 pub use layer::RateLimitLayer;
 pub use limiter::{RateLimiter, RateLimiterBuilder};

@@ -4,7 +4,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{KeyExtractor, RateLimitLayer, RateLimiter, RequestHead, ResponseFuture};
+use super::{
+    KeyExtractor, RateLimitHeaders, RateLimitLayer, RateLimiter, RequestHead, ResponseFuture,
+};
 use crate::clock::{Clock, FastClock};
 
 /// A service whose requests are rate-limited; built by [`RateLimitLayer`].
@@ -12,6 +14,7 @@ pub struct RateLimit<S, X: KeyExtractor, C = FastClock> {
     inner: S,
     limiter: RateLimiter<X::Key, C>,
     extractor: X,
+    headers: RateLimitHeaders,
 }
 
 impl<S, X: KeyExtractor, C> RateLimit<S, X, C> {
@@ -21,7 +24,15 @@ impl<S, X: KeyExtractor, C> RateLimit<S, X, C> {
             inner,
             limiter,
             extractor,
+            headers: RateLimitHeaders::default(),
         }
+    }
+
+    /// Which rate-limit fields responses carry (default: standard and legacy names).
+    #[must_use]
+    pub fn headers(mut self, headers: RateLimitHeaders) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// A layer doing the same.
@@ -51,6 +62,7 @@ impl<S: Clone, X: KeyExtractor + Clone, C> Clone for RateLimit<S, X, C> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             extractor: self.extractor.clone(),
+            headers: self.headers,
         }
     }
 }
@@ -74,9 +86,9 @@ where
         let key = self.extractor.extract(&RequestHead::of(&request));
         let decision = self.limiter.check(&key);
         if decision.is_allowed() {
-            ResponseFuture::allowed(self.inner.call(request), decision)
+            ResponseFuture::allowed(self.inner.call(request), decision, self.headers)
         } else {
-            ResponseFuture::limited(decision)
+            ResponseFuture::limited(decision, self.headers)
         }
     }
 }
@@ -87,6 +99,7 @@ impl<S: fmt::Debug, X: KeyExtractor + fmt::Debug, C> fmt::Debug for RateLimit<S,
             .field("inner", &self.inner)
             .field("limiter", &self.limiter)
             .field("extractor", &self.extractor)
+            .field("headers", &self.headers)
             .finish()
     }
 }
