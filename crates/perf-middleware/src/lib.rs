@@ -2,9 +2,14 @@
 //! metrics, request ids and `Server-Timing`, timeouts, body limits and security headers,
 //! each usable alone.
 
+pub mod body_limit;
 pub mod clock;
 mod error;
 pub mod rate_limit;
+pub mod request_id;
 mod response;
+pub mod security_headers;
+pub mod server_timing;
+pub mod timeout;
 
 pub use error::BuildError;
