@@ -6,6 +6,7 @@ pub mod body_limit;
 pub mod clock;
 mod error;
 pub mod load_shed;
+pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;
 mod response;

@@ -1,0 +1,130 @@
+use std::sync::Arc;
+
+use metrics::SharedString;
+use tower_layer::Layer;
+
+use super::RequestMetrics;
+use super::labels::{FromExtension, RouteGuard};
+use crate::clock::FastClock;
+use crate::error::BuildError;
+
+/// Records request metrics; see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct RequestMetricsLayer<R = FromExtension, C = FastClock> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) route: R,
+    pub(crate) clock: C,
+}
+
+/// Metric names and the route-cardinality guard, shared by every clone.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) requests: SharedString,
+    pub(crate) duration: SharedString,
+    pub(crate) in_flight: SharedString,
+    pub(crate) request_bytes: SharedString,
+    pub(crate) response_bytes: SharedString,
+    pub(crate) routes: RouteGuard,
+}
+
+/// Distinct route labels before new routes are labelled `other`.
+const DEFAULT_MAX_ROUTES: usize = 200;
+
+impl RequestMetricsLayer {
+    /// Metrics named `http_*`, routes from the [`RouteTemplate`](super::RouteTemplate)
+    /// extension.
+    pub fn new() -> Self {
+        Self::with_prefix("http").expect("`http` is a valid prefix")
+    }
+
+    /// Metrics named `{prefix}_*` (`pocwhisp_http` gives `pocwhisp_http_requests_total`).
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when `prefix` is not a valid metric name.
+    pub fn with_prefix(prefix: &str) -> Result<Self, BuildError> {
+        let valid = prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if !valid {
+            return Err(BuildError::new(
+                "prefix",
+                "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+            ));
+        }
+        Ok(RequestMetricsLayer {
+            shared: Arc::new(Shared::new(prefix, DEFAULT_MAX_ROUTES)),
+            route: FromExtension,
+            clock: FastClock::new(),
+        })
+    }
+}
+
+impl Default for RequestMetricsLayer {
+    fn default() -> Self {
+        RequestMetricsLayer::new()
+    }
+}
+
+impl Shared {
+    fn new(prefix: &str, max_routes: usize) -> Self {
+        let name =
+            |suffix: &str| SharedString::from_shared(Arc::from(format!("{prefix}_{suffix}")));
+        Shared {
+            requests: name("requests_total"),
+            duration: name("request_duration_seconds"),
+            in_flight: name("requests_in_flight"),
+            request_bytes: name("request_body_bytes_total"),
+            response_bytes: name("response_body_bytes_total"),
+            routes: RouteGuard::new(max_routes),
+        }
+    }
+}
+
+impl<R, C> RequestMetricsLayer<R, C> {
+    /// Labels routes with `route` instead of the `RouteTemplate` extension.
+    pub fn route_label<R2>(self, route: R2) -> RequestMetricsLayer<R2, C> {
+        RequestMetricsLayer {
+            shared: self.shared,
+            route,
+            clock: self.clock,
+        }
+    }
+
+    /// At most `max_routes` distinct route labels (default 200); later ones are `other`.
+    #[must_use]
+    pub fn max_routes(self, max_routes: usize) -> Self {
+        let prefix = self
+            .shared
+            .requests
+            .strip_suffix("_requests_total")
+            .unwrap_or("http")
+            .to_owned();
+        RequestMetricsLayer {
+            shared: Arc::new(Shared::new(&prefix, max_routes)),
+            route: self.route,
+            clock: self.clock,
+        }
+    }
+
+    /// Times requests with `clock` ([`TokioClock`](crate::clock::TokioClock) in tests).
+    pub fn clock<C2>(self, clock: C2) -> RequestMetricsLayer<R, C2> {
+        RequestMetricsLayer {
+            shared: self.shared,
+            route: self.route,
+            clock,
+        }
+    }
+}
+
+impl<S, R: Clone, C: Clone> Layer<S> for RequestMetricsLayer<R, C> {
+    type Service = RequestMetrics<S, R, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics::with_parts(inner, self.clone())
+    }
+}
