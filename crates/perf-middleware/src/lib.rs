@@ -4,6 +4,7 @@
 
 pub mod body_limit;
 pub mod clock;
+pub mod compression;
 mod error;
 pub mod load_shed;
 pub mod metrics;
@@ -15,3 +16,6 @@ pub mod server_timing;
 pub mod timeout;
 
 pub use error::BuildError;
+
+/// The error type of bodies that may fail in more than one way (the inner body, an encoder).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
