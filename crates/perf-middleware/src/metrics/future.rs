@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
-use metrics::{Label, SharedString};
+use metrics::SharedString;
 use pin_project_lite::pin_project;
 
 use super::CountedBody;
+use super::handles::LabelSet;
 use super::labels;
 use super::layer::Shared;
 use crate::clock::{Clock, FastClock};
@@ -20,14 +21,14 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     pub(crate) fn enter(shared: Arc<Shared>) -> Self {
-        metrics::gauge!(shared.in_flight.clone()).increment(1.0);
+        shared.handles.in_flight().increment(1.0);
         InFlight { shared }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(self.shared.in_flight.clone()).decrement(1.0);
+        self.shared.handles.in_flight().decrement(1.0);
     }
 }
 
@@ -40,8 +41,7 @@ pin_project! {
         in_flight: Option<InFlight>,
         clock: C,
         started_ns: u64,
-        method: SharedString,
-        route: SharedString,
+        labels: LabelSet,
         request_bytes: Option<u64>,
     }
 }
@@ -51,8 +51,7 @@ impl<F, C: Clock> ResponseFuture<F, C> {
         inner: F,
         in_flight: InFlight,
         clock: C,
-        method: SharedString,
-        route: SharedString,
+        labels: LabelSet,
         request_bytes: Option<u64>,
     ) -> Self {
         ResponseFuture {
@@ -60,8 +59,7 @@ impl<F, C: Clock> ResponseFuture<F, C> {
             in_flight: Some(in_flight),
             started_ns: clock.now_nanos(),
             clock,
-            method,
-            route,
+            labels,
             request_bytes,
         }
     }
@@ -81,24 +79,22 @@ where
         let Some(in_flight) = this.in_flight.take() else {
             panic!("ResponseFuture polled after completion");
         };
-        let shared = &in_flight.shared;
+        let handles = &in_flight.shared.handles;
         let status = match &result {
-            Ok(response) => labels::status(response.status()),
-            Err(_) => SharedString::const_str("error"),
+            Ok(response) => (
+                response.status().as_u16(),
+                labels::status(response.status()),
+            ),
+            Err(_) => (0, SharedString::const_str("error")),
         };
-        let by_route = vec![
-            Label::new("method", this.method.clone()),
-            Label::new("route", this.route.clone()),
-        ];
-        let mut by_status = by_route.clone();
-        by_status.push(Label::new("status", status));
-        metrics::counter!(shared.requests.clone(), by_status.clone()).increment(1);
-        metrics::histogram!(shared.duration.clone(), by_status.clone())
-            .record(elapsed as f64 / 1e9);
+        let response_bytes = handles.with(this.labels, status, |handles| {
+            handles.requests.increment(1);
+            handles.duration.record(elapsed as f64 / 1e9);
+            handles.response_bytes.clone()
+        });
         if let Some(bytes) = this.request_bytes {
-            metrics::counter!(shared.request_bytes.clone(), by_route).increment(*bytes);
+            handles.request_bytes(this.labels, *bytes);
         }
-        let response_bytes = metrics::counter!(shared.response_bytes.clone(), by_status);
         drop(in_flight);
         Poll::Ready(
             result.map(|response| response.map(|body| CountedBody::new(body, response_bytes))),

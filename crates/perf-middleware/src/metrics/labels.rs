@@ -1,7 +1,7 @@
 //! Label values: bounded, and free of per-request allocation where possible.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use http::{Method, StatusCode};
@@ -46,63 +46,85 @@ impl RouteLabel for FromExtension {
 }
 
 /// Caps the number of distinct route labels: past the cap, new routes are labelled
-/// `other`, so a router bug or a scan of random paths cannot create unbounded series.
+/// `other`, so a router bug or a scan of random paths cannot create unbounded series. Each
+/// label gets a small id, which keys the cache of metric handles.
 #[derive(Debug)]
 pub(crate) struct RouteGuard {
-    seen: RwLock<HashSet<Arc<str>>>,
+    seen: RwLock<HashMap<Arc<str>, u32>>,
     max: usize,
+}
+
+/// A route label and its id.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) id: u32,
+    pub(crate) label: SharedString,
 }
 
 const UNMATCHED: &str = "unmatched";
 const OTHER: &str = "other";
+const UNMATCHED_ID: u32 = u32::MAX;
+const OTHER_ID: u32 = u32::MAX - 1;
 
 impl RouteGuard {
     pub(crate) fn new(max: usize) -> Self {
         RouteGuard {
-            seen: RwLock::new(HashSet::new()),
-            max,
+            seen: RwLock::new(HashMap::new()),
+            max: max.min(OTHER_ID as usize),
         }
     }
 
-    pub(crate) fn label(&self, route: Option<Cow<'static, str>>) -> SharedString {
+    pub(crate) fn label(&self, route: Option<Cow<'static, str>>) -> Route {
         let Some(route) = route else {
-            return SharedString::const_str(UNMATCHED);
+            return Route {
+                id: UNMATCHED_ID,
+                label: SharedString::const_str(UNMATCHED),
+            };
         };
-        if let Some(known) = self
-            .seen
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route.as_ref())
-        {
-            return SharedString::from_shared(Arc::clone(known));
+        let known = |seen: &HashMap<Arc<str>, u32>| {
+            seen.get_key_value(route.as_ref()).map(|(label, id)| Route {
+                id: *id,
+                label: SharedString::from_shared(Arc::clone(label)),
+            })
+        };
+        if let Some(route) = known(&self.seen.read().unwrap_or_else(PoisonError::into_inner)) {
+            return route;
         }
         let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(known) = seen.get(route.as_ref()) {
-            return SharedString::from_shared(Arc::clone(known));
+        if let Some(route) = known(&seen) {
+            return route;
         }
         if seen.len() >= self.max {
-            return SharedString::const_str(OTHER);
+            return Route {
+                id: OTHER_ID,
+                label: SharedString::const_str(OTHER),
+            };
         }
-        let route: Arc<str> = Arc::from(route.as_ref());
-        seen.insert(Arc::clone(&route));
-        SharedString::from_shared(route)
+        let id = seen.len() as u32;
+        let label: Arc<str> = Arc::from(route.as_ref());
+        seen.insert(Arc::clone(&label), id);
+        Route {
+            id,
+            label: SharedString::from_shared(label),
+        }
     }
 }
 
-/// The method as a label; extension methods share `other`.
-pub(crate) fn method(method: &Method) -> SharedString {
-    SharedString::const_str(match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => OTHER,
-    })
+/// The method as a label and a small index; extension methods share `other`.
+pub(crate) fn method(method: &Method) -> (u8, SharedString) {
+    let (index, name) = match *method {
+        Method::GET => (0, "GET"),
+        Method::POST => (1, "POST"),
+        Method::PUT => (2, "PUT"),
+        Method::DELETE => (3, "DELETE"),
+        Method::HEAD => (4, "HEAD"),
+        Method::OPTIONS => (5, "OPTIONS"),
+        Method::PATCH => (6, "PATCH"),
+        Method::CONNECT => (7, "CONNECT"),
+        Method::TRACE => (8, "TRACE"),
+        _ => (9, OTHER),
+    };
+    (index, SharedString::const_str(name))
 }
 
 /// The status code as a label, from a table of static strings built once.
@@ -123,17 +145,21 @@ mod tests {
     #[test]
     fn routes_past_the_cap_are_other() {
         let guard = RouteGuard::new(2);
-        assert_eq!(&*guard.label(Some("/a".into())), "/a");
-        assert_eq!(&*guard.label(Some("/b".into())), "/b");
-        assert_eq!(&*guard.label(Some("/c".into())), "other");
-        assert_eq!(&*guard.label(Some("/a".into())), "/a");
-        assert_eq!(&*guard.label(None), "unmatched");
+        let label = |route: Option<&'static str>| {
+            let route = guard.label(route.map(Cow::Borrowed));
+            (route.id, route.label.to_string())
+        };
+        assert_eq!(label(Some("/a")), (0, "/a".to_owned()));
+        assert_eq!(label(Some("/b")), (1, "/b".to_owned()));
+        assert_eq!(label(Some("/c")), (OTHER_ID, "other".to_owned()));
+        assert_eq!(label(Some("/a")), (0, "/a".to_owned()));
+        assert_eq!(label(None), (UNMATCHED_ID, "unmatched".to_owned()));
     }
 
     #[test]
     fn status_and_method_labels() {
         assert_eq!(&*status(StatusCode::OK), "200");
         assert_eq!(&*status(StatusCode::from_u16(999).unwrap()), "999");
-        assert_eq!(&*method(&Method::from_bytes(b"PURGE").unwrap()), "other");
+        assert_eq!(&*method(&Method::from_bytes(b"PURGE").unwrap()).1, "other");
     }
 }

@@ -4,6 +4,7 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::RequestMetrics;
+use super::handles::{HandleCache, Names};
 use super::labels::{FromExtension, RouteGuard};
 use crate::clock::FastClock;
 use crate::error::BuildError;
@@ -16,14 +17,11 @@ pub struct RequestMetricsLayer<R = FromExtension, C = FastClock> {
     pub(crate) clock: C,
 }
 
-/// Metric names and the route-cardinality guard, shared by every clone.
+/// Metric handles and the route-cardinality guard, shared by every clone.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) requests: SharedString,
-    pub(crate) duration: SharedString,
-    pub(crate) in_flight: SharedString,
-    pub(crate) request_bytes: SharedString,
-    pub(crate) response_bytes: SharedString,
+    prefix: String,
+    pub(crate) handles: HandleCache,
     pub(crate) routes: RouteGuard,
 }
 
@@ -75,11 +73,14 @@ impl Shared {
         let name =
             |suffix: &str| SharedString::from_shared(Arc::from(format!("{prefix}_{suffix}")));
         Shared {
-            requests: name("requests_total"),
-            duration: name("request_duration_seconds"),
-            in_flight: name("requests_in_flight"),
-            request_bytes: name("request_body_bytes_total"),
-            response_bytes: name("response_body_bytes_total"),
+            prefix: prefix.to_owned(),
+            handles: HandleCache::new(Names {
+                requests: name("requests_total"),
+                duration: name("request_duration_seconds"),
+                in_flight: name("requests_in_flight"),
+                request_bytes: name("request_body_bytes_total"),
+                response_bytes: name("response_body_bytes_total"),
+            }),
             routes: RouteGuard::new(max_routes),
         }
     }
@@ -98,14 +99,8 @@ impl<R, C> RequestMetricsLayer<R, C> {
     /// At most `max_routes` distinct route labels (default 200); later ones are `other`.
     #[must_use]
     pub fn max_routes(self, max_routes: usize) -> Self {
-        let prefix = self
-            .shared
-            .requests
-            .strip_suffix("_requests_total")
-            .unwrap_or("http")
-            .to_owned();
         RequestMetricsLayer {
-            shared: Arc::new(Shared::new(&prefix, max_routes)),
+            shared: Arc::new(Shared::new(&self.shared.prefix, max_routes)),
             route: self.route,
             clock: self.clock,
         }

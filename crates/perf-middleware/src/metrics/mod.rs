@@ -47,6 +47,7 @@
 
 mod body;
 mod future;
+mod handles;
 mod labels;
 mod layer;
 mod prometheus;

@@ -4,6 +4,7 @@ use http::{Request, Response, header};
 use tower_service::Service;
 
 use super::future::{InFlight, ResponseFuture};
+use super::handles::LabelSet;
 use super::labels::{self, FromExtension, RouteLabel};
 use super::{CountedBody, RequestMetricsLayer};
 use crate::clock::{Clock, FastClock};
@@ -65,10 +66,12 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        let method = labels::method(request.method());
-        let route = shared
-            .routes
-            .label(self.layer.route.route(&RequestHead::of(&request)));
+        let labels = LabelSet {
+            method: labels::method(request.method()),
+            route: shared
+                .routes
+                .label(self.layer.route.route(&RequestHead::of(&request))),
+        };
         // The declared length: counting the streamed request body would mean changing its
         // type, which routers such as axum do not accept.
         let request_bytes = request
@@ -81,8 +84,7 @@ where
             self.inner.call(request),
             in_flight,
             self.layer.clock.clone(),
-            method,
-            route,
+            labels,
             request_bytes,
         )
     }
