@@ -215,3 +215,31 @@ fn an_invalid_prefix_is_a_build_error() {
     );
     assert!(StatusCode::OK.is_success());
 }
+
+#[tokio::test]
+async fn a_router_inside_can_name_the_route_on_the_response() {
+    snapshotter();
+    let mut service = ServiceBuilder::new()
+        .layer(RequestMetricsLayer::with_prefix("t4").unwrap())
+        .service(service_fn(|request: Request<()>| async move {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            if request.uri().path().starts_with("/sessions/") {
+                response
+                    .extensions_mut()
+                    .insert(RouteTemplate(Cow::Borrowed("/sessions/{id}")));
+            }
+            Ok::<_, Infallible>(response)
+        }));
+    for path in ["/sessions/1", "/sessions/2", "/nowhere"] {
+        send(&mut service, Request::get(path).body(()).unwrap())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        metrics_of("t4_requests_total"),
+        [
+            "t4_requests_total{method=GET,route=/sessions/{id},status=200} => 2",
+            "t4_requests_total{method=GET,route=unmatched,status=200} => 1",
+        ]
+    );
+}

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::CountedBody;
 use super::handles::LabelSet;
-use super::labels;
+use super::labels::{self, RouteTemplate};
 use super::layer::Shared;
 use crate::clock::{Clock, FastClock};
 
@@ -41,7 +42,8 @@ pin_project! {
         in_flight: Option<InFlight>,
         clock: C,
         started_ns: u64,
-        labels: LabelSet,
+        method: (u8, SharedString),
+        route: Option<Cow<'static, str>>,
         request_bytes: Option<u64>,
     }
 }
@@ -51,7 +53,8 @@ impl<F, C: Clock> ResponseFuture<F, C> {
         inner: F,
         in_flight: InFlight,
         clock: C,
-        labels: LabelSet,
+        method: (u8, SharedString),
+        route: Option<Cow<'static, str>>,
         request_bytes: Option<u64>,
     ) -> Self {
         ResponseFuture {
@@ -59,7 +62,8 @@ impl<F, C: Clock> ResponseFuture<F, C> {
             in_flight: Some(in_flight),
             started_ns: clock.now_nanos(),
             clock,
-            labels,
+            method,
+            route,
             request_bytes,
         }
     }
@@ -79,7 +83,22 @@ where
         let Some(in_flight) = this.in_flight.take() else {
             panic!("ResponseFuture polled after completion");
         };
-        let handles = &in_flight.shared.handles;
+        let shared = &in_flight.shared;
+        let handles = &shared.handles;
+        // A router that resolves routes inside itself can only say which route it took on
+        // the way out: the response's `RouteTemplate` is used when the request had none.
+        let route = this.route.take().or_else(|| {
+            result.as_ref().ok().and_then(|response| {
+                response
+                    .extensions()
+                    .get::<RouteTemplate>()
+                    .map(|template| template.0.clone())
+            })
+        });
+        let labels = LabelSet {
+            method: this.method.clone(),
+            route: shared.routes.label(route),
+        };
         let status = match &result {
             Ok(response) => (
                 response.status().as_u16(),
@@ -87,13 +106,13 @@ where
             ),
             Err(_) => (0, SharedString::const_str("error")),
         };
-        let response_bytes = handles.with(this.labels, status, |handles| {
+        let response_bytes = handles.with(&labels, status, |handles| {
             handles.requests.increment(1);
             handles.duration.record(elapsed as f64 / 1e9);
             handles.response_bytes.clone()
         });
         if let Some(bytes) = this.request_bytes {
-            handles.request_bytes(this.labels, *bytes);
+            handles.request_bytes(&labels, *bytes);
         }
         drop(in_flight);
         Poll::Ready(

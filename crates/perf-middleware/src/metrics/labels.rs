@@ -9,8 +9,10 @@ use metrics::SharedString;
 
 use crate::rate_limit::RequestHead;
 
-/// The route template of a request (`/api/v1/transcribe/{id}`), as a request extension set
-/// by the router, so that metrics are labelled by route rather than by raw path.
+/// The route template of a request (`/api/v1/transcribe/{id}`), so that metrics are
+/// labelled by route rather than by raw path. Set it as a request extension before the
+/// metrics layer runs, or, when routing happens inside the wrapped service, as a response
+/// extension on the way out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteTemplate(pub Cow<'static, str>);
 

@@ -4,7 +4,6 @@ use http::{Request, Response, header};
 use tower_service::Service;
 
 use super::future::{InFlight, ResponseFuture};
-use super::handles::LabelSet;
 use super::labels::{self, FromExtension, RouteLabel};
 use super::{CountedBody, RequestMetricsLayer};
 use crate::clock::{Clock, FastClock};
@@ -66,12 +65,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        let labels = LabelSet {
-            method: labels::method(request.method()),
-            route: shared
-                .routes
-                .label(self.layer.route.route(&RequestHead::of(&request))),
-        };
+        let method = labels::method(request.method());
+        let route = self.layer.route.route(&RequestHead::of(&request));
         // The declared length: counting the streamed request body would mean changing its
         // type, which routers such as axum do not accept.
         let request_bytes = request
@@ -84,7 +79,8 @@ where
             self.inner.call(request),
             in_flight,
             self.layer.clock.clone(),
-            labels,
+            method,
+            route,
             request_bytes,
         )
     }
