@@ -8,6 +8,7 @@ pub mod compression;
 mod error;
 pub mod load_shed;
 pub mod metrics;
+pub mod performance;
 pub mod rate_limit;
 pub mod request_id;
 mod response;

@@ -189,6 +189,92 @@ impl KeyExtractor for PeerIp {
     }
 }
 
+/// The key a configuration chose (see [`RateLimitKey`]), for stacks built from a file.
+#[derive(Debug, Clone)]
+pub struct ConfiguredKey {
+    kind: KeyKind,
+}
+
+#[derive(Debug, Clone)]
+enum KeyKind {
+    Global,
+    PeerIp(PeerIp),
+    BearerToken,
+    Header(HeaderKey),
+}
+
+/// What a configured rate limit is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "snake_case", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub enum RateLimitKey {
+    /// One bucket for all requests.
+    Global,
+    /// The client IP; `X-Forwarded-For` is believed from these proxies only.
+    PeerIp {
+        /// Addresses or networks of trusted proxies.
+        #[cfg_attr(feature = "serde", serde(default))]
+        trusted_proxies: Vec<String>,
+    },
+    /// The bearer token (the guide's "per token" limit).
+    #[default]
+    BearerToken,
+    /// The value of this header.
+    Header(String),
+}
+
+impl ConfiguredKey {
+    /// The extractor for `key`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for an invalid trusted proxy or header name.
+    pub fn new(key: &RateLimitKey) -> Result<Self, BuildError> {
+        let kind = match key {
+            RateLimitKey::Global => KeyKind::Global,
+            RateLimitKey::PeerIp { trusted_proxies } => {
+                KeyKind::PeerIp(PeerIp::trusted_proxies(trusted_proxies)?)
+            }
+            RateLimitKey::BearerToken => KeyKind::BearerToken,
+            RateLimitKey::Header(name) => KeyKind::Header(HeaderKey::new(
+                HeaderName::try_from(name.as_str()).map_err(|_| {
+                    BuildError::new("rate_limit.key", format!("`{name}` is not a header name"))
+                })?,
+            )),
+        };
+        Ok(ConfiguredKey { kind })
+    }
+}
+
+/// The key value of a [`ConfiguredKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyValue {
+    /// The one global bucket.
+    Global,
+    /// A client address.
+    Ip(IpAddr),
+    /// A token or a header value.
+    Bytes(Vec<u8>),
+}
+
+impl KeyExtractor for ConfiguredKey {
+    type Key = KeyValue;
+
+    fn extract(&self, request: &RequestHead<'_>) -> KeyValue {
+        match &self.kind {
+            KeyKind::Global => KeyValue::Global,
+            KeyKind::PeerIp(peer) => KeyValue::Ip(peer.extract(request)),
+            KeyKind::BearerToken => KeyValue::Bytes(BearerToken.extract(request).into_bytes()),
+            KeyKind::Header(header) => KeyValue::Bytes(header.extract(request)),
+        }
+    }
+}
+
 /// An IP network: an address and a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IpNet {

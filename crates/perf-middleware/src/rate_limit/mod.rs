@@ -48,7 +48,10 @@ mod store;
 pub use future::ResponseFuture;
 pub use gcra::Decision;
 pub use headers::RateLimitHeaders;
-pub use key::{BearerToken, GlobalKey, HeaderKey, KeyExtractor, PeerAddr, PeerIp, RequestHead};
+pub use key::{
+    BearerToken, ConfiguredKey, GlobalKey, HeaderKey, KeyExtractor, KeyValue, PeerAddr, PeerIp,
+    RateLimitKey, RequestHead,
+};
 pub use layer::RateLimitLayer;
 pub use limiter::{RateLimiter, RateLimiterBuilder};
 pub use quota::Quota;
