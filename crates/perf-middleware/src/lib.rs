@@ -1,6 +1,5 @@
-//! Tower layers for HTTP services: rate limiting, load shedding, compression, request
-//! metrics, request ids and `Server-Timing`, timeouts, body limits and security headers,
-//! each usable alone.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body_limit;
 pub mod clock;
