@@ -119,8 +119,22 @@ pub struct LoadShedConfig {
     pub max_in_flight: u32,
     /// Adapt the limit to observed latency.
     pub adaptive: Option<AdaptiveConfig>,
+    /// Let a few requests wait for a slot instead of being refused at once.
+    pub queue: Option<QueueConfig>,
     /// Path prefixes never shed nor counted.
     pub exempt_paths: Vec<String>,
+}
+
+/// A small queue in front of the load-shedding limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct QueueConfig {
+    /// Requests waiting at most.
+    pub size: u32,
+    /// How long one may wait.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub timeout: Duration,
 }
 
 impl Default for LoadShedConfig {
@@ -128,6 +142,7 @@ impl Default for LoadShedConfig {
         LoadShedConfig {
             max_in_flight: 1000,
             adaptive: None,
+            queue: None,
             exempt_paths: [
                 "/api/v1/health",
                 "/api/v1/live",
@@ -188,9 +203,15 @@ impl PerformanceLayer {
         let shedder = config
             .load_shed
             .as_ref()
-            .map(|shed| match shed.adaptive {
-                Some(adaptive) => LoadShedder::adaptive(adaptive).build(),
-                None => LoadShedder::fixed(shed.max_in_flight).build(),
+            .map(|shed| {
+                let builder = match shed.adaptive {
+                    Some(adaptive) => LoadShedder::adaptive(adaptive),
+                    None => LoadShedder::fixed(shed.max_in_flight),
+                };
+                match shed.queue {
+                    Some(queue) => builder.queue(queue.size, queue.timeout).build(),
+                    None => builder.build(),
+                }
             })
             .transpose()?;
         let load_shed = config

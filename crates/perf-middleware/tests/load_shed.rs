@@ -199,3 +199,152 @@ fn invalid_settings_are_build_errors() {
         "adaptive.tolerance"
     );
 }
+
+/// Sends one request on its own task; returns its status and when it completed.
+fn spawn_request<S>(mut service: S) -> tokio::task::JoinHandle<(StatusCode, Instant)>
+where
+    S: Service<Request<()>, Response = Response<String>> + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    tokio::spawn(async move {
+        let response = send(&mut service, Request::new(())).await.unwrap();
+        (response.status(), Instant::now())
+    })
+}
+
+/// A handler that counts how many requests it has started and then waits `work`.
+fn counting_service(
+    started: Arc<std::sync::atomic::AtomicUsize>,
+    work: Duration,
+) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(move |_: Request<()>| {
+        let started = Arc::clone(&started);
+        async move {
+            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            sleep(work).await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_waits_unstarted_and_runs_when_a_slot_frees() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let shedder = LoadShedder::fixed(1)
+        .queue(2, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let service = LoadShedLayer::new(shedder.clone()).layer(counting_service(
+        Arc::clone(&started),
+        Duration::from_secs(1),
+    ));
+
+    let begin = Instant::now();
+    let spawn = |service: &_| spawn_request(Clone::clone(service));
+    let first = spawn(&service);
+    tokio::task::yield_now().await;
+    let second = spawn(&service);
+    let third = spawn(&service);
+    tokio::task::yield_now().await;
+    assert_eq!(started.load(SeqCst), 1, "queued handlers have not started");
+    assert_eq!(shedder.stats().queued, 2);
+
+    // The queue is full: a fourth request is refused at once.
+    let mut fourth = service.clone();
+    let refused = send(&mut fourth, Request::new(())).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(Instant::now(), begin);
+
+    let (status, done) = first.await.unwrap();
+    assert_eq!(
+        (status, done - begin),
+        (StatusCode::OK, Duration::from_secs(1))
+    );
+    let (status, done) = second.await.unwrap();
+    assert_eq!(
+        (status, done - begin),
+        (StatusCode::OK, Duration::from_secs(2))
+    );
+    let (status, done) = third.await.unwrap();
+    assert_eq!(
+        (status, done - begin),
+        (StatusCode::OK, Duration::from_secs(3))
+    );
+    assert_eq!(started.load(SeqCst), 3);
+    let stats = shedder.stats();
+    assert_eq!((stats.in_flight, stats.queued, stats.shed), (0, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_request_times_out_with_503_and_low_priority_is_never_queued() {
+    let shedder = LoadShedder::fixed(1)
+        .queue(4, Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let low_if_flagged = |head: &perf_middleware::rate_limit::RequestHead<'_>| {
+        if head.headers.contains_key("x-low") {
+            Priority::Low
+        } else {
+            Priority::Normal
+        }
+    };
+    let service = LoadShedLayer::new(shedder.clone())
+        .prioritize(low_if_flagged)
+        .layer(saturating_service(4, Duration::from_secs(10)));
+    let mut busy = service.clone();
+    let long = tokio::spawn(async move { send(&mut busy, Request::new(())).await });
+    tokio::task::yield_now().await;
+
+    let begin = Instant::now();
+    let mut waiting = service.clone();
+    let timed_out = send(&mut waiting, Request::new(())).await.unwrap();
+    assert_eq!(timed_out.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(timed_out.headers()["retry-after"], "1");
+    assert_eq!(begin.elapsed(), Duration::from_millis(300));
+
+    let mut low = service.clone();
+    let request = Request::get("/").header("x-low", "1").body(()).unwrap();
+    let refused = send(&mut low, request).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        begin.elapsed(),
+        Duration::from_millis(300),
+        "refused without queueing"
+    );
+
+    // A waiter that gives up leaves the queue.
+    let mut impatient = service.clone();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        send(&mut impatient, Request::new(())),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    assert_eq!(shedder.stats().queued, 0);
+    long.abort();
+}
+
+#[test]
+fn an_empty_queue_is_a_build_error() {
+    assert_eq!(
+        LoadShedder::fixed(1)
+            .queue(0, Duration::from_secs(1))
+            .build()
+            .unwrap_err()
+            .field(),
+        "queue"
+    );
+    assert_eq!(
+        LoadShedder::fixed(1)
+            .queue(1, Duration::ZERO)
+            .build()
+            .unwrap_err()
+            .field(),
+        "queue"
+    );
+}

@@ -172,7 +172,11 @@ fn configuration_reads_from_a_file_format() {
         r#"{
             "timeout": "5s",
             "rate_limit": {"requests_per_second": 50, "key": {"peer_ip": {"trusted_proxies": ["10.0.0.0/8"]}}},
-            "load_shed": {"max_in_flight": 64, "adaptive": {"initial_limit": 32, "decrease_interval": "100ms"}},
+            "load_shed": {
+                "max_in_flight": 64,
+                "adaptive": {"initial_limit": 32, "decrease_interval": "100ms"},
+                "queue": {"size": 8, "timeout": "250ms"}
+            },
             "compression": {"br": false, "min_size": 2048}
         }"#,
     )
@@ -186,7 +190,9 @@ fn configuration_reads_from_a_file_format() {
             trusted_proxies: vec!["10.0.0.0/8".into()]
         }
     );
-    let adaptive = config.load_shed.as_ref().unwrap().adaptive.unwrap();
+    let shed = config.load_shed.as_ref().unwrap();
+    assert_eq!(shed.queue.unwrap().timeout, Duration::from_millis(250));
+    let adaptive = shed.adaptive.unwrap();
     assert_eq!(adaptive.decrease_interval, Duration::from_millis(100));
     assert_eq!(adaptive.max_limit, 1000);
     assert!(!config.compression.br);

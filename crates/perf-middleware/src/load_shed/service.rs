@@ -3,6 +3,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::shedder::Admission;
 use super::{AllNormal, LoadShedLayer, LoadShedder, Prioritize, ResponseFuture};
 use crate::clock::{Clock, FastClock};
 use crate::rate_limit::RequestHead;
@@ -69,9 +70,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let priority = self.prioritize.priority(&RequestHead::of(&request));
-        match self.shedder.try_acquire(priority) {
-            Some(permit) => ResponseFuture::admitted(self.inner.call(request), permit),
-            None => ResponseFuture::shed(self.shedder.retry_after()),
+        let admission = self.shedder.admit(priority);
+        let retry_after = self.shedder.retry_after();
+        match admission {
+            Admission::Shed => ResponseFuture::shed(retry_after),
+            admission => ResponseFuture::new(self.inner.call(request), admission, retry_after),
         }
     }
 }

@@ -3,6 +3,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
+
 use super::Priority;
 use super::adaptive::{AdaptiveConfig, Aimd};
 use crate::clock::{Clock, FastClock};
@@ -34,8 +37,24 @@ struct Inner<C> {
     high_priority_reserve: u32,
     retry_after: Duration,
     adaptive: Option<Aimd>,
+    queue: Option<Queue>,
     shed: AtomicU64,
     clock: C,
+}
+
+/// Requests waiting for a slot, at most `size`, each for at most `timeout`.
+struct Queue {
+    size: u32,
+    timeout: Duration,
+    waiting: AtomicU32,
+    released: Arc<Notify>,
+}
+
+/// What happens to a request: it runs, it waits in the queue, or it is refused.
+pub(crate) enum Admission<C: Clock> {
+    Admitted(ShedPermit<C>),
+    Queued(QueueTicket<C>),
+    Shed,
 }
 
 impl<C> Clone for LoadShedder<C> {
@@ -54,7 +73,9 @@ pub struct LoadShedStats {
     pub limit: u32,
     /// Counted requests in flight (exempt ones are not counted).
     pub in_flight: u32,
-    /// Requests refused since the shedder was built.
+    /// Requests waiting in the queue.
+    pub queued: u32,
+    /// Requests refused since the shedder was built, including queue timeouts.
     pub shed: u64,
     /// The adaptive limit's no-load latency estimate.
     pub baseline_latency: Option<Duration>,
@@ -73,10 +94,52 @@ impl LoadShedder {
 }
 
 impl<C: Clock> LoadShedder<C> {
-    /// Admits one request of `priority`, or refuses it (`None`) at once. The permit counts
-    /// the request until it drops.
+    /// Admits one request of `priority`, or refuses it (`None`) at once, whether or not a
+    /// queue is configured. The permit counts the request until it drops.
     #[inline]
     pub fn try_acquire(&self, priority: Priority) -> Option<ShedPermit<C>> {
+        let acquired = self.acquire_now(priority);
+        if acquired.is_none() {
+            self.inner.shed.fetch_add(1, Relaxed);
+        }
+        acquired
+    }
+
+    /// Admits, queues or refuses one request.
+    #[inline]
+    pub(crate) fn admit(&self, priority: Priority) -> Admission<C> {
+        if let Some(permit) = self.acquire_now(priority) {
+            return Admission::Admitted(permit);
+        }
+        // Low priority is shed rather than queued: it is what the queue makes room for.
+        if let Some(queue) = self
+            .inner
+            .queue
+            .as_ref()
+            .filter(|_| priority > Priority::Low)
+        {
+            let mut waiting = queue.waiting.load(Relaxed);
+            while waiting < queue.size {
+                match queue
+                    .waiting
+                    .compare_exchange_weak(waiting, waiting + 1, Relaxed, Relaxed)
+                {
+                    Ok(_) => {
+                        return Admission::Queued(QueueTicket {
+                            shedder: self.clone(),
+                            priority,
+                        });
+                    }
+                    Err(actual) => waiting = actual,
+                }
+            }
+        }
+        self.inner.shed.fetch_add(1, Relaxed);
+        Admission::Shed
+    }
+
+    #[inline]
+    fn acquire_now(&self, priority: Priority) -> Option<ShedPermit<C>> {
         let inner = &*self.inner;
         if priority == Priority::Exempt {
             return Some(ShedPermit {
@@ -93,7 +156,6 @@ impl<C: Clock> LoadShedder<C> {
         let mut current = inner.in_flight.load(Relaxed);
         loop {
             if current >= capacity {
-                inner.shed.fetch_add(1, Relaxed);
                 return None;
             }
             match inner
@@ -121,6 +183,10 @@ impl<C: Clock> LoadShedder<C> {
         LoadShedStats {
             limit: inner.limit.load(Relaxed),
             in_flight: inner.in_flight.load(Relaxed),
+            queued: inner
+                .queue
+                .as_ref()
+                .map_or(0, |queue| queue.waiting.load(Relaxed)),
             shed: inner.shed.load(Relaxed),
             baseline_latency: inner
                 .adaptive
@@ -165,10 +231,66 @@ impl<C: Clock> Drop for ShedPermit<C> {
         };
         let inner = &*self.shedder.inner;
         inner.in_flight.fetch_sub(1, Relaxed);
+        if let Some(queue) = inner.queue.as_ref().filter(|q| q.waiting.load(Relaxed) > 0) {
+            queue.released.notify_one();
+        }
         if let Some(aimd) = &inner.adaptive {
             let now = inner.clock.now_nanos();
             aimd.observe(now.saturating_sub(started), now, &inner.limit);
         }
+    }
+}
+
+/// A request's place in the queue; leaving the queue (admitted, timed out or dropped)
+/// gives the place back.
+pub(crate) struct QueueTicket<C: Clock> {
+    shedder: LoadShedder<C>,
+    priority: Priority,
+}
+
+impl<C: Clock> QueueTicket<C> {
+    fn queue(&self) -> &Queue {
+        self.shedder
+            .inner
+            .queue
+            .as_ref()
+            .expect("a ticket implies a queue")
+    }
+
+    /// A future that completes when a slot is released.
+    pub(crate) fn released(&self) -> OwnedNotified {
+        Arc::clone(&self.queue().released).notified_owned()
+    }
+
+    /// How long the request may wait.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.queue().timeout
+    }
+
+    /// A slot, if one is free now.
+    pub(crate) fn try_acquire(&self) -> Option<ShedPermit<C>> {
+        self.shedder.acquire_now(self.priority)
+    }
+
+    /// The wait timed out: the request is shed.
+    pub(crate) fn expire(self) -> Duration {
+        self.shedder.inner.shed.fetch_add(1, Relaxed);
+        self.shedder.retry_after()
+    }
+}
+
+impl<C: Clock> Drop for QueueTicket<C> {
+    fn drop(&mut self) {
+        let queue = self.queue();
+        queue.waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+impl<C: Clock> fmt::Debug for QueueTicket<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueTicket")
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
     }
 }
 
@@ -181,6 +303,7 @@ pub struct LoadShedderBuilder<C = FastClock> {
     low_priority_share: f64,
     high_priority_reserve: Option<u32>,
     retry_after: Duration,
+    queue: Option<(u32, Duration)>,
     clock: C,
 }
 
@@ -192,6 +315,7 @@ impl LoadShedderBuilder {
             low_priority_share: 0.8,
             high_priority_reserve: None,
             retry_after: Duration::from_secs(1),
+            queue: None,
             clock: FastClock::new(),
         }
     }
@@ -218,6 +342,17 @@ impl<C: Clock> LoadShedderBuilder<C> {
         self
     }
 
+    /// Lets up to `size` requests wait up to `timeout` for a slot instead of being refused
+    /// at once (low-priority requests are never queued). A queued request is handed to the
+    /// inner service at once and its response future is not polled until a slot frees: with
+    /// services that work in their future, as async handlers and clients do, nothing runs
+    /// while it waits. Keep the queue small: it exists to absorb a burst, not to hide
+    /// overload.
+    pub fn queue(mut self, size: u32, timeout: Duration) -> Self {
+        self.queue = Some((size, timeout));
+        self
+    }
+
     /// Reads time from `clock` ([`TokioClock`](crate::clock::TokioClock) in tests).
     pub fn clock<C2: Clock>(self, clock: C2) -> LoadShedderBuilder<C2> {
         LoadShedderBuilder {
@@ -226,6 +361,7 @@ impl<C: Clock> LoadShedderBuilder<C> {
             low_priority_share: self.low_priority_share,
             high_priority_reserve: self.high_priority_reserve,
             retry_after: self.retry_after,
+            queue: self.queue,
             clock,
         }
     }
@@ -263,6 +399,14 @@ impl<C: Clock> LoadShedderBuilder<C> {
                 return Err(BuildError::new("adaptive.backoff", "must be in (0, 1)"));
             }
         }
+        if let Some((size, timeout)) = self.queue
+            && (size == 0 || timeout.is_zero())
+        {
+            return Err(BuildError::new(
+                "queue",
+                "needs a size of at least 1 and a timeout longer than zero",
+            ));
+        }
         let reserve = self
             .high_priority_reserve
             .unwrap_or_else(|| (self.limit / 10).max(1));
@@ -274,6 +418,12 @@ impl<C: Clock> LoadShedderBuilder<C> {
                 high_priority_reserve: reserve,
                 retry_after: self.retry_after,
                 adaptive: self.adaptive.map(Aimd::new),
+                queue: self.queue.map(|(size, timeout)| Queue {
+                    size,
+                    timeout,
+                    waiting: AtomicU32::new(0),
+                    released: Arc::new(Notify::new()),
+                }),
                 shed: AtomicU64::new(0),
                 clock: self.clock,
             }),
