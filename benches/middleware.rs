@@ -18,6 +18,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+mod common;
+
+use common::complete;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body::Body;
@@ -27,18 +30,6 @@ use perf_middleware::metrics::{RequestMetricsLayer, RouteTemplate, install_prome
 use tower::{Layer, Service, service_fn};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer as TowerHttpCompression;
-
-/// Polls a future that completes without waiting (every service here does).
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the bench services never wait"),
-    }
-}
 
 /// Reads a body that never waits to the end; returns the bytes it produced.
 fn drain<B: Body>(body: B) -> usize

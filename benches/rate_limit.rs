@@ -13,14 +13,14 @@
 //! Run: `cargo bench -p pocwhisp-benches --bench rate_limit`
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
+mod common;
+
+use common::complete;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use perf_middleware::rate_limit::{
@@ -33,18 +33,6 @@ use tower_governor::key_extractor::GlobalKeyExtractor;
 
 const PER_SECOND: u32 = 1_000_000_000;
 const KEYS: u64 = 1_000;
-
-/// Polls a future that completes without waiting (every service here does).
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the bench services never wait"),
-    }
-}
 
 fn direct(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/direct");
