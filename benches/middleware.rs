@@ -11,7 +11,6 @@
 //! Run: `cargo bench -p pocwhisp-benches --bench middleware`
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
