@@ -2,6 +2,7 @@
 
 pub mod clock;
 mod error;
+pub mod response;
 pub mod ttl;
 
 pub use error::BuildError;

@@ -119,6 +119,21 @@ where
         }
     }
 
+    /// The value of `key` even if expired, as long as it is within a stale window: for a
+    /// caller whose fresh source just failed. Counted as a stale hit.
+    pub fn get_stale<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let inner = &*self.inner;
+        let entry = inner.store.get(key)?;
+        if entry.freshness(inner.clock.now_nanos(), inner.windows) == Freshness::Dead {
+            return None;
+        }
+        Counters::add(&inner.counters.stale_hits);
+        Some(entry.value)
+    }
+
     /// Stores `value` for the default TTL.
     pub fn insert(&self, key: K, value: V) {
         self.insert_with(key, value, self.inner.config.ttl, &[]);

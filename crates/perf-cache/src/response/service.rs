@@ -1,0 +1,94 @@
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::future::{Miss, ResponseFuture};
+use super::layer::RequestHead;
+use super::policy::request_policy;
+use super::stored::Outcome;
+use super::{CacheBody, ResponseCacheLayer, key};
+
+/// A service whose GET responses are cached; built by [`ResponseCacheLayer`].
+#[derive(Debug, Clone)]
+pub struct ResponseCache<S> {
+    inner: S,
+    layer: ResponseCacheLayer,
+}
+
+impl<S> ResponseCache<S> {
+    pub(crate) fn with_layer(inner: S, layer: ResponseCacheLayer) -> Self {
+        ResponseCache { inner, layer }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResponseCache<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<CacheBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let shared = &self.layer.shared;
+        let head = RequestHead {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        };
+        let method = request.method();
+        if method != Method::GET && method != Method::HEAD {
+            // A successful write to a resource makes its stored reads stale (RFC 9111 4.4).
+            let path = (!method.is_safe()).then(|| request.uri().path().to_owned());
+            return ResponseFuture::pass(self.inner.call(request), path, self.layer.clone());
+        }
+        if shared.bypass.as_ref().is_some_and(|bypass| bypass(&head)) {
+            return ResponseFuture::pass(self.inner.call(request), None, self.layer.clone());
+        }
+        let policy = request_policy(request.headers());
+        let extra = shared.key.as_ref().and_then(|key| key(&head));
+        let primary = key::primary(request.uri(), extra.as_deref());
+        let head_only = method == Method::HEAD;
+        if policy.lookup
+            && let Some(vary) = shared.vary.get(&primary)
+        {
+            let variant = key::variant(&primary, &vary, request.headers());
+            if let Some(stored) = shared.store.get(&variant) {
+                let (response, body) = stored.answer(request.headers(), head_only, Outcome::Hit);
+                return ResponseFuture::ready(response, body);
+            }
+        }
+        let miss = Miss {
+            primary,
+            path: request.uri().path().to_owned(),
+            request_headers: request.headers().clone(),
+            store: policy.store,
+            head_only,
+            keyed: shared.key.is_some(),
+        };
+        ResponseFuture::miss(self.inner.call(request), miss, self.layer.clone())
+    }
+}

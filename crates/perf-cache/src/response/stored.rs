@@ -1,0 +1,68 @@
+//! A stored response and the responses built from it.
+
+use bytes::Bytes;
+use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::validators;
+
+/// A cached response: head and body, and when it was stored (for `Age`).
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) stored_at: Instant,
+}
+
+pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// What the cache did, in `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl Outcome {
+    pub(crate) fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Stale => "STALE",
+        })
+    }
+}
+
+impl Stored {
+    /// The answer to a request from this stored response: `304` if its validators match,
+    /// the full response otherwise (without a body for `HEAD`).
+    pub(crate) fn answer(
+        &self,
+        request: &HeaderMap,
+        head_only: bool,
+        outcome: Outcome,
+    ) -> (Response<()>, Option<Bytes>) {
+        let mut response = Response::new(());
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        let age = self.stored_at.elapsed().as_secs();
+        response.headers_mut().insert(AGE, HeaderValue::from(age));
+        response.headers_mut().insert(X_CACHE, outcome.header());
+        if validators::not_modified(request, &self.headers) {
+            return (not_modified(response), None);
+        }
+        let body = (!head_only).then(|| self.body.clone());
+        (response, body)
+    }
+}
+
+/// Turns a response head into its `304 Not Modified`: same validators and caching headers,
+/// no body and so no length.
+pub(crate) fn not_modified(mut response: Response<()>) -> Response<()> {
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    response.headers_mut().remove(CONTENT_LENGTH);
+    response
+}
