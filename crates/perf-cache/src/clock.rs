@@ -78,3 +78,23 @@ impl Clock for TokioClock {
         .unwrap_or(u64::MAX)
     }
 }
+
+/// One of the two clocks, chosen at run time: for types that should not carry a clock type
+/// parameter (the response-cache layer) yet must be testable on tokio's paused clock.
+#[derive(Debug, Clone)]
+pub enum AnyClock {
+    /// [`FastClock`].
+    Fast(FastClock),
+    /// [`TokioClock`].
+    Tokio(TokioClock),
+}
+
+impl Clock for AnyClock {
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match self {
+            AnyClock::Fast(clock) => clock.now_nanos(),
+            AnyClock::Tokio(clock) => clock.now_nanos(),
+        }
+    }
+}

@@ -2,6 +2,10 @@ use std::time::Duration;
 
 use crate::error::BuildError;
 
+/// Room for the key and headers of one stored response, on top of its body (the store's
+/// weigher charges 64 bytes a header).
+pub(crate) const HEAD_ALLOWANCE: u64 = 2048;
+
 /// Settings of the [`ResponseCacheLayer`](super::ResponseCacheLayer).
 ///
 /// | field | default |
@@ -43,10 +47,10 @@ impl Default for ResponseCacheConfig {
 
 impl ResponseCacheConfig {
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        if self.capacity_bytes < self.max_body_bytes {
+        if self.capacity_bytes < self.max_body_bytes.saturating_add(HEAD_ALLOWANCE) {
             return Err(BuildError::new(
                 "capacity_bytes",
-                "must hold at least one response of max_body_bytes",
+                "must hold at least one response of max_body_bytes with its headers",
             ));
         }
         if self.default_ttl.is_zero() {

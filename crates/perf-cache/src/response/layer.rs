@@ -6,8 +6,10 @@ use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, Uri};
 use tower_layer::Layer;
 
+use super::config::HEAD_ALLOWANCE;
 use super::stored::Stored;
 use super::{ResponseCache, ResponseCacheConfig};
+use crate::clock::{AnyClock, FastClock, TokioClock};
 use crate::error::BuildError;
 use crate::ttl::{CacheStats, TtlCache};
 
@@ -36,9 +38,9 @@ pub struct ResponseCacheLayer {
 
 pub(crate) struct Shared {
     /// Stored responses, by variant key.
-    pub(crate) store: TtlCache<String, Arc<Stored>>,
+    pub(crate) store: TtlCache<String, Arc<Stored>, AnyClock>,
     /// The `Vary` header names of each resource, by primary key.
-    pub(crate) vary: TtlCache<String, Arc<[HeaderName]>>,
+    pub(crate) vary: TtlCache<String, Arc<[HeaderName]>, AnyClock>,
     pub(crate) config: ResponseCacheConfig,
     pub(crate) key: Option<KeyFn>,
     pub(crate) bypass: Option<BypassFn>,
@@ -54,6 +56,19 @@ impl ResponseCacheLayer {
     ///
     /// A [`BuildError`] for an invalid setting.
     pub fn new(config: ResponseCacheConfig) -> Result<Self, BuildError> {
+        Self::with_clock(config, AnyClock::Fast(FastClock::new()))
+    }
+
+    /// The same cache on tokio's clock, so tests can pause and advance it.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_tokio_clock(config: ResponseCacheConfig) -> Result<Self, BuildError> {
+        Self::with_clock(config, AnyClock::Tokio(TokioClock::new()))
+    }
+
+    fn with_clock(config: ResponseCacheConfig, clock: AnyClock) -> Result<Self, BuildError> {
         config.validate()?;
         let mut store = TtlCache::builder()
             .name(config.name.clone())
@@ -67,11 +82,14 @@ impl ResponseCacheLayer {
             .weigher(|key: &String, stored: &Arc<Stored>| {
                 (key.len() + stored.body.len() + stored.headers.len() * 64) as u64
             })
+            .shards(shards_for(&config))
+            .clock(clock.clone())
             .build()?;
         let vary = TtlCache::builder()
             .name(format!("{}_vary", config.name))
             .capacity(VARY_INDEX_ENTRIES)
             .ttl(Duration::from_secs(24 * 3600))
+            .clock(clock)
             .build()?;
         Ok(ResponseCacheLayer {
             shared: Arc::new(Shared {
@@ -151,6 +169,15 @@ impl ResponseCacheLayer {
     pub fn purge_expired(&self) -> usize {
         self.shared.store.purge_expired()
     }
+}
+
+/// Shards such that each holds at least four responses of the largest size stored: a
+/// shard never admits an item heavier than its share of the capacity.
+fn shards_for(config: &ResponseCacheConfig) -> usize {
+    let per_shard = (config.max_body_bytes + HEAD_ALLOWANCE).saturating_mul(4);
+    let shards = (config.capacity_bytes / per_shard).clamp(1, 64);
+    // A power of two no larger than the quotient.
+    1 << (63 - shards.leading_zeros())
 }
 
 impl<S> Layer<S> for ResponseCacheLayer {

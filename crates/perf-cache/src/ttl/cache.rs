@@ -88,6 +88,7 @@ where
         TtlCacheBuilder {
             config: TtlConfig::default(),
             weigher: None,
+            shards: None,
             clock: FastClock::new(),
         }
     }
@@ -465,6 +466,7 @@ impl<K, V> Lifecycle<K, V> for CountEvictions {
 pub struct TtlCacheBuilder<K, V, C = FastClock> {
     config: TtlConfig,
     weigher: Option<Weigh<K, V>>,
+    shards: Option<usize>,
     clock: C,
 }
 
@@ -526,11 +528,21 @@ where
         self
     }
 
+    /// Splits the cache into `shards` independently locked parts (a power of two; by
+    /// default quick_cache picks one from the core count). Each shard holds an equal share of
+    /// the capacity and never admits an item heavier than its share, so with large items
+    /// (whole responses) and a small capacity, use fewer shards.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
     /// Reads time from `clock` ([`TokioClock`](crate::clock::TokioClock) in tests).
     pub fn clock<C2: Clock>(self, clock: C2) -> TtlCacheBuilder<K, V, C2> {
         TtlCacheBuilder {
             config: self.config,
             weigher: self.weigher,
+            shards: self.shards,
             clock,
         }
     }
@@ -552,9 +564,14 @@ where
             revalidate: nanos(config.stale_while_revalidate),
             on_error: nanos(config.stale_if_error),
         };
-        let options = quick_cache::OptionsBuilder::new()
+        let mut options = quick_cache::OptionsBuilder::new();
+        options
             .estimated_items_capacity(config.capacity.min(1 << 20) as usize)
-            .weight_capacity(config.capacity)
+            .weight_capacity(config.capacity);
+        if let Some(shards) = self.shards {
+            options.shards(shards.max(1).next_power_of_two());
+        }
+        let options = options
             .build()
             .map_err(|error| BuildError::new("capacity", error.to_string()))?;
         let store = Cache::with_options(
