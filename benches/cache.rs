@@ -5,17 +5,30 @@
 //!   the entry's expiry on every hit; quick_cache has no TTL to check; moka is configured
 //!   with a TTL like ours.
 //!
+//! * `response_cache/hit`: a GET whose 2 KB JSON answer is already cached, through our
+//!   `ResponseCacheLayer` and through tower-http-cache's `CacheLayer` (in-memory backend),
+//!   body read to the end, each driven on a current-thread runtime (tower-http-cache's
+//!   lookups are async).
+//!
 //! Run: `cargo bench -p pocwhisp-benches --bench cache`
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::time::Instant;
+
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use perf_cache::response::{ResponseCacheConfig, ResponseCacheLayer};
 use perf_cache::ttl::TtlCache;
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 const ENTRIES: u64 = 10_000;
 
-fn hits(c: &mut Criterion) {
+fn hits_in_process(c: &mut Criterion) {
     let mut group = c.benchmark_group("cache/hit");
     group.throughput(Throughput::Elements(1));
 
@@ -65,11 +78,99 @@ fn hits(c: &mut Criterion) {
     group.finish();
 }
 
+fn json_origin()
+-> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    let body = Bytes::from(format!(
+        "[{}]",
+        vec![r#"{"speaker":"left","text":"cached segment"}"#; 48].join(",")
+    ));
+    service_fn(move |_: Request<Full<Bytes>>| {
+        let body = body.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .header("content-length", body.len())
+                    .body(Full::new(body))
+                    .expect("valid response"),
+            )
+        }
+    })
+}
+
+/// Sends `iters` cached GETs through `service` on a current-thread runtime.
+fn hits<S, B>(runtime: &tokio::runtime::Runtime, service: &mut S, iters: u64) -> Duration
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    runtime.block_on(async {
+        let started = Instant::now();
+        for _ in 0..iters {
+            let request = Request::get("/api/v1/transcribe/42")
+                .body(Full::new(Bytes::new()))
+                .expect("valid request");
+            let response = service
+                .ready()
+                .await
+                .expect("ready")
+                .call(request)
+                .await
+                .expect("response");
+            black_box(
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes(),
+            );
+        }
+        started.elapsed()
+    })
+}
+
+fn response_hits(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("response_cache/hit");
+    group.throughput(Throughput::Elements(1));
+
+    let mut ours = ResponseCacheLayer::new(ResponseCacheConfig::default())
+        .expect("valid config")
+        .layer(json_origin());
+    hits(&runtime, &mut ours, 1);
+    group.bench_function("perf-cache", |b| {
+        b.iter_custom(|iters| hits(&runtime, &mut ours, iters))
+    });
+
+    let mut theirs = runtime.block_on(async {
+        tower_http_cache::layer::CacheLayer::builder(
+            tower_http_cache::backend::memory::InMemoryBackend::new(10_000),
+        )
+        .ttl(Duration::from_secs(300))
+        .build()
+        .layer(json_origin())
+    });
+    hits(&runtime, &mut theirs, 1);
+    group.bench_function("tower-http-cache", |b| {
+        b.iter_custom(|iters| hits(&runtime, &mut theirs, iters))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = hits
+    targets = hits_in_process, response_hits
 }
 criterion_main!(benches);
