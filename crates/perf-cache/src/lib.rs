@@ -2,7 +2,9 @@
 
 pub mod clock;
 mod error;
+pub mod l2;
 pub mod response;
 pub mod ttl;
+pub mod warmer;
 
 pub use error::BuildError;
