@@ -1,4 +1,5 @@
-//! Caching for async services.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
 mod error;

@@ -318,3 +318,19 @@ fn invalid_configuration_is_a_build_error() {
         assert_eq!(error.field(), field);
     }
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn configuration_reads_from_a_file_format() {
+    let config: TtlConfig = serde_json::from_str(
+        r#"{"name": "transcripts", "ttl": "5m", "stale_if_error": "1h", "capacity": 2048}"#,
+    )
+    .unwrap();
+    assert_eq!(config.ttl, Duration::from_secs(300));
+    assert_eq!(config.stale_if_error, Some(Duration::from_secs(3600)));
+    assert_eq!(config.ttl_jitter, TtlConfig::default().ttl_jitter);
+    let responses: perf_cache::response::ResponseCacheConfig =
+        serde_json::from_str(r#"{"default_ttl": "2m", "max_body_bytes": 65536}"#).unwrap();
+    assert_eq!(responses.default_ttl, Duration::from_secs(120));
+    assert!(serde_json::from_str::<TtlConfig>(r#"{"tll": "5m"}"#).is_err());
+}
