@@ -341,3 +341,25 @@ fn invalid_configuration_is_a_build_error() {
         "capacity_bytes"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn bypassed_requests_never_touch_the_cache() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer().bypass(|head| head.uri.path().starts_with("/live"));
+    let mut service = cached(
+        &layer,
+        &calls,
+        Arc::new(|_, n| json(&format!("{{\"n\":{n}}}"))),
+    );
+    for _ in 0..3 {
+        let (_, headers, _) = get(&mut service, "/live/progress", &[]).await;
+        assert!(
+            headers.get("x-cache").is_none(),
+            "not even a MISS: the cache was not consulted"
+        );
+    }
+    get(&mut service, "/stored", &[]).await;
+    assert_eq!(get(&mut service, "/stored", &[]).await.1["x-cache"], "HIT");
+    assert_eq!(calls.load(SeqCst), 4);
+    assert_eq!(layer.stats().entries, 1);
+}
