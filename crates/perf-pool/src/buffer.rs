@@ -3,8 +3,9 @@
 //! `get(n)` hands out a buffer of the smallest class that holds `n` bytes, from the pool
 //! when one is free. The [`PooledBuf`] guard gives it back when dropped, cleared (length 0,
 //! capacity kept); [`PooledBuf::freeze`] turns it into `Bytes` instead, for a buffer whose
-//! contents leave with a response. The pool keeps at most `max_retained_bytes`: buffers
-//! returned beyond that, or grown far past their class, are dropped, and
+//! contents leave with a response. The pool keeps at most `max_retained_bytes`, shared
+//! equally by the classes: buffers returned beyond a class's share, or grown far past their
+//! class, are dropped, and
 //! [`BufferPool::shrink_to`] gives memory back on demand (under memory pressure).
 //!
 //! ```
@@ -22,7 +23,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -37,7 +38,7 @@ use crate::stats::{Counters, PoolStats};
 pub struct BufferPoolConfig {
     /// Buffer sizes handed out, ascending (default 4 KiB, 16 KiB, 64 KiB, 256 KiB, 1 MiB).
     pub classes: Vec<usize>,
-    /// Bytes of free buffers kept at most (default 64 MiB).
+    /// Bytes of free buffers kept at most (default 64 MiB), shared equally by the classes.
     pub max_retained_bytes: u64,
 }
 
@@ -58,14 +59,15 @@ pub struct BufferPool {
 
 struct Inner {
     classes: Box<[Class]>,
-    max_retained: AtomicU64,
-    retained: AtomicU64,
     counters: Counters,
 }
 
+/// One size class: its free buffers, and how many it may keep. The cap is checked under the
+/// lock a return takes anyway, so enforcing it costs no shared counter.
 struct Class {
     size: usize,
     free: Mutex<Vec<BytesMut>>,
+    max_free: AtomicUsize,
 }
 
 impl Default for BufferPool {
@@ -90,7 +92,7 @@ impl BufferPool {
         if !config.classes.windows(2).all(|pair| pair[0] < pair[1]) {
             return Err(BuildError::new("classes", "must be strictly ascending"));
         }
-        Ok(BufferPool {
+        let pool = BufferPool {
             inner: Arc::new(Inner {
                 classes: config
                     .classes
@@ -98,96 +100,128 @@ impl BufferPool {
                     .map(|&size| Class {
                         size,
                         free: Mutex::new(Vec::new()),
+                        max_free: AtomicUsize::new(0),
                     })
                     .collect(),
-                max_retained: AtomicU64::new(config.max_retained_bytes),
-                retained: AtomicU64::new(0),
                 counters: Counters::default(),
             }),
-        })
+        };
+        pool.set_max_retained_bytes(config.max_retained_bytes);
+        Ok(pool)
     }
 
-    /// A cleared buffer of at least `capacity` bytes. Larger than the largest class, it is
-    /// allocated and not kept on return.
+    /// A cleared buffer of at least `capacity` bytes, returned to the pool when the guard
+    /// drops. Larger than the largest class, it is allocated and not kept.
     #[inline]
-    pub fn get(&self, capacity: usize) -> PooledBuf {
-        let inner = &*self.inner;
-        Counters::add(&inner.counters.gets);
-        let class = inner
-            .classes
-            .iter()
-            .position(|class| class.size >= capacity);
-        let reused = class.and_then(|index| lock(&inner.classes[index].free).pop());
-        let buffer = match reused {
-            Some(buffer) => {
-                Counters::add(&inner.counters.hits);
-                inner.retained.fetch_sub(buffer.capacity() as u64, Relaxed);
-                buffer
-            }
-            None => {
-                Counters::add(&inner.counters.misses);
-                let size = class.map_or(capacity, |index| inner.classes[index].size);
-                BytesMut::with_capacity(size)
-            }
-        };
+    pub fn get(&self, capacity: usize) -> PooledBuf<'_> {
+        let (buffer, class) = self.take(capacity);
         PooledBuf {
+            buffer: Some(buffer),
+            class,
+            pool: self,
+        }
+    }
+
+    /// Like [`get`](Self::get), with a guard that owns a handle to the pool, for buffers
+    /// that move into spawned tasks.
+    pub fn get_owned(&self, capacity: usize) -> OwnedPooledBuf {
+        let (buffer, class) = self.take(capacity);
+        OwnedPooledBuf {
             buffer: Some(buffer),
             class,
             pool: self.clone(),
         }
     }
 
+    #[inline]
+    fn take(&self, capacity: usize) -> (BytesMut, Option<usize>) {
+        let inner = &*self.inner;
+        let class = inner
+            .classes
+            .iter()
+            .position(|class| class.size >= capacity);
+        let reused = class.and_then(|index| lock(&inner.classes[index].free).pop());
+        match reused {
+            Some(buffer) => {
+                Counters::add(&inner.counters.hits);
+                (buffer, class)
+            }
+            None => {
+                Counters::add(&inner.counters.misses);
+                let size = class.map_or(capacity, |index| inner.classes[index].size);
+                (BytesMut::with_capacity(size), class)
+            }
+        }
+    }
+
     /// Drops free buffers, largest classes first, until at most `bytes` are kept; returns
     /// the bytes released.
     pub fn shrink_to(&self, bytes: u64) -> u64 {
-        let inner = &*self.inner;
+        let mut kept = self.stats().retained_bytes;
         let mut released = 0;
-        for class in inner.classes.iter().rev() {
+        for class in self.inner.classes.iter().rev() {
             let mut free = lock(&class.free);
-            while inner.retained.load(Relaxed) > bytes {
+            while kept > bytes {
                 let Some(buffer) = free.pop() else { break };
                 let size = buffer.capacity() as u64;
-                inner.retained.fetch_sub(size, Relaxed);
+                kept -= size;
                 released += size;
             }
         }
         released
     }
 
-    /// Changes the cap on kept bytes, shrinking at once if needed.
+    /// Changes the cap on kept bytes (shared equally by the classes), shrinking at once if
+    /// needed.
     pub fn set_max_retained_bytes(&self, bytes: u64) {
-        self.inner.max_retained.store(bytes, Relaxed);
-        self.shrink_to(bytes);
+        let classes = &self.inner.classes;
+        let share = bytes / classes.len() as u64;
+        for class in classes.iter() {
+            class
+                .max_free
+                .store((share / class.size as u64) as usize, Relaxed);
+        }
+        for class in classes.iter() {
+            let mut free = lock(&class.free);
+            let max = class.max_free.load(Relaxed);
+            if free.len() > max {
+                free.truncate(max);
+            }
+        }
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> PoolStats {
-        let inner = &*self.inner;
-        let retained: usize = inner
+        let (retained, bytes) = self
+            .inner
             .classes
             .iter()
-            .map(|class| lock(&class.free).len())
-            .sum();
-        inner
-            .counters
-            .snapshot(retained as u64, inner.retained.load(Relaxed))
+            .fold((0, 0), |(count, bytes), class| {
+                let free = lock(&class.free);
+                let held: usize = free.iter().map(BytesMut::capacity).sum();
+                (count + free.len() as u64, bytes + held as u64)
+            });
+        self.inner.counters.snapshot(retained, bytes)
     }
 
+    #[inline]
     fn give_back(&self, mut buffer: BytesMut, class: Option<usize>) {
         let inner = &*self.inner;
-        let size = buffer.capacity() as u64;
         // A buffer that grew far past its class would make the class lie about its size.
-        let fits = class.filter(|&index| buffer.capacity() <= inner.classes[index].size * 2);
-        let room = inner.retained.load(Relaxed) + size <= inner.max_retained.load(Relaxed);
-        match fits {
-            Some(index) if room => {
+        if let Some(class) = class
+            .map(|index| &inner.classes[index])
+            .filter(|class| buffer.capacity() <= class.size * 2)
+        {
+            let mut free = lock(&class.free);
+            if free.len() < class.max_free.load(Relaxed) {
                 buffer.clear();
-                inner.retained.fetch_add(size, Relaxed);
-                lock(&inner.classes[index].free).push(buffer);
+                free.push(buffer);
+                drop(free);
                 Counters::add(&inner.counters.returns);
+                return;
             }
-            _ => Counters::add(&inner.counters.dropped),
         }
+        Counters::add(&inner.counters.dropped);
     }
 }
 
@@ -199,50 +233,68 @@ impl fmt::Debug for BufferPool {
     }
 }
 
-/// A buffer from a [`BufferPool`]; goes back to it when dropped.
-pub struct PooledBuf {
+/// A buffer borrowed from a [`BufferPool`]; goes back to it when dropped.
+pub struct PooledBuf<'a> {
+    buffer: Option<BytesMut>,
+    class: Option<usize>,
+    pool: &'a BufferPool,
+}
+
+/// A buffer from [`BufferPool::get_owned`]; goes back to the pool when dropped.
+pub struct OwnedPooledBuf {
     buffer: Option<BytesMut>,
     class: Option<usize>,
     pool: BufferPool,
 }
 
-impl PooledBuf {
-    /// The contents as `Bytes`; the buffer leaves the pool with them.
-    pub fn freeze(mut self) -> Bytes {
-        self.buffer.take().map(BytesMut::freeze).unwrap_or_default()
-    }
-}
-
-impl Deref for PooledBuf {
-    type Target = BytesMut;
-
-    fn deref(&self) -> &BytesMut {
-        self.buffer.as_ref().expect("present until dropped")
-    }
-}
-
-impl DerefMut for PooledBuf {
-    fn deref_mut(&mut self) -> &mut BytesMut {
-        self.buffer.as_mut().expect("present until dropped")
-    }
-}
-
-impl Drop for PooledBuf {
-    fn drop(&mut self) {
-        if let Some(buffer) = self.buffer.take() {
-            self.pool.give_back(buffer, self.class);
+/// Access, `freeze` and return-on-drop, the same for both guards.
+macro_rules! pooled_buffer {
+    ($guard:ty) => {
+        impl $guard {
+            /// The contents as `Bytes`; the buffer leaves the pool with them.
+            pub fn freeze(mut self) -> Bytes {
+                self.buffer.take().map(BytesMut::freeze).unwrap_or_default()
+            }
         }
-    }
+
+        impl Deref for $guard {
+            type Target = BytesMut;
+
+            #[inline]
+            fn deref(&self) -> &BytesMut {
+                self.buffer.as_ref().expect("present until dropped")
+            }
+        }
+
+        impl DerefMut for $guard {
+            #[inline]
+            fn deref_mut(&mut self) -> &mut BytesMut {
+                self.buffer.as_mut().expect("present until dropped")
+            }
+        }
+
+        impl Drop for $guard {
+            #[inline]
+            fn drop(&mut self) {
+                if let Some(buffer) = self.buffer.take() {
+                    self.pool.give_back(buffer, self.class);
+                }
+            }
+        }
+
+        impl fmt::Debug for $guard {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard))
+                    .field("len", &self.len())
+                    .field("capacity", &self.capacity())
+                    .finish()
+            }
+        }
+    };
 }
 
-impl fmt::Debug for PooledBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledBuf")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity())
-            .finish()
-    }
-}
+pooled_buffer!(PooledBuf<'_>);
+pooled_buffer!(OwnedPooledBuf);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

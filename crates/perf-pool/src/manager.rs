@@ -50,7 +50,7 @@ impl PoolManager {
 
     /// A buffer of at least `capacity` bytes from the default buffer pool; it goes back
     /// when dropped.
-    pub fn get_buffer(&self, capacity: usize) -> PooledBuf {
+    pub fn get_buffer(&self, capacity: usize) -> PooledBuf<'_> {
         self.buffers.get(capacity)
     }
 

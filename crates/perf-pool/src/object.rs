@@ -69,7 +69,6 @@ impl<T: Send + 'static> ObjectPool<T> {
     #[inline]
     pub fn get(&self) -> Pooled<T> {
         let inner = &*self.inner;
-        Counters::add(&inner.counters.gets);
         let object = match inner.pool.try_pull_owned() {
             Some(object) => {
                 Counters::add(&inner.counters.hits);

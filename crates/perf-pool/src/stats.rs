@@ -24,7 +24,6 @@ pub struct PoolStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) gets: AtomicU64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) returns: AtomicU64,
@@ -38,10 +37,12 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, retained: u64, retained_bytes: u64) -> PoolStats {
+        let hits = self.hits.load(Relaxed);
+        let misses = self.misses.load(Relaxed);
         PoolStats {
-            gets: self.gets.load(Relaxed),
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
+            gets: hits + misses,
+            hits,
+            misses,
             returns: self.returns.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             retained,
