@@ -5,6 +5,7 @@ mod error;
 pub mod manager;
 pub mod object;
 mod stats;
+pub mod task;
 
 pub use error::BuildError;
 pub use stats::PoolStats;

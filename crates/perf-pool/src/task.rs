@@ -1,0 +1,536 @@
+//! [`TaskPool`]: the guide's request-processing pool, with the priorities the original
+//! ignored.
+//!
+//! Work is submitted with a kind (`"transcription"`) and a priority. It runs at once if the
+//! pool and its kind have room, else waits in a bounded queue: higher priority first, first
+//! come first served within a priority, skipping kinds at their own limit. A task that waits
+//! longer than `queue_timeout` fails instead of running late; a full queue refuses at once
+//! with [`SubmitError::QueueFull`] (a server answers 503). Dropping a [`TaskHandle`]
+//! cancels: a queued task is removed, a running async task is aborted at its next await, and
+//! blocking work sees its [`CancelToken`] set.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use perf_pool::task::{TaskPool, TaskPoolConfig};
+//!
+//! let pool = TaskPool::new(TaskPoolConfig::default()).unwrap();
+//! let handle = pool.submit("transcription", 5, |_cancel| async { 6 * 7 }).unwrap();
+//! assert_eq!(handle.await.unwrap(), 42);
+//! assert_eq!(pool.stats().completed, 1);
+//! # }
+//! ```
+
+use std::cmp::Ordering as Priority;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::BuildError;
+
+/// Settings of a [`TaskPool`]; defaults from the guide's `request_pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct TaskPoolConfig {
+    /// Tasks running at once, all kinds together (default 1000).
+    pub max_concurrent: usize,
+    /// Tasks waiting at most (default 5000).
+    pub queue_size: usize,
+    /// Longest wait in the queue before a task fails (default 30 s).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub queue_timeout: Duration,
+    /// Tasks of a kind running at once, for the kinds listed.
+    pub kind_limits: HashMap<String, usize>,
+}
+
+impl Default for TaskPoolConfig {
+    fn default() -> Self {
+        TaskPoolConfig {
+            max_concurrent: 1000,
+            queue_size: 5000,
+            queue_timeout: Duration::from_secs(30),
+            kind_limits: HashMap::new(),
+        }
+    }
+}
+
+/// Why a task could not be submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue holds `queue_size` tasks already.
+    QueueFull,
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task queue is full")
+    }
+}
+
+impl Error for SubmitError {}
+
+/// Why a submitted task produced no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// It waited longer than `queue_timeout` and did not run.
+    QueueTimeout,
+    /// It panicked.
+    Panicked,
+    /// It was cancelled (its handle's owner gave up, or the runtime shut down).
+    Cancelled,
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskError::QueueTimeout => "task waited too long in the queue",
+            TaskError::Panicked => "task panicked",
+            TaskError::Cancelled => "task was cancelled",
+        })
+    }
+}
+
+impl Error for TaskError {}
+
+/// Set when a task's handle is dropped: blocking work checks it to stop early.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// Whether the task should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Acquire)
+    }
+}
+
+/// A snapshot of a [`TaskPool`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TaskPoolStats {
+    /// Tasks waiting.
+    pub queued: usize,
+    /// Tasks running.
+    pub running: usize,
+    /// Tasks that finished with a value.
+    pub completed: u64,
+    /// Tasks that panicked.
+    pub failed: u64,
+    /// Submissions refused because the queue was full.
+    pub rejected: u64,
+    /// Tasks that waited past the queue timeout.
+    pub timed_out: u64,
+    /// Tasks cancelled by their handle's owner.
+    pub cancelled: u64,
+    /// Queue wait of recently started tasks: 50th, 95th and 99th percentile.
+    pub wait_p50: Duration,
+    /// See `wait_p50`.
+    pub wait_p95: Duration,
+    /// See `wait_p50`.
+    pub wait_p99: Duration,
+}
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const GONE: u8 = 2;
+
+/// What a task's handle and the pool share about it.
+#[derive(Debug)]
+struct Slot {
+    state: AtomicU8,
+    cancel: CancelToken,
+    abort: Mutex<Option<AbortHandle>>,
+}
+
+type Launch = Box<dyn FnOnce(TaskPool) -> AbortHandle + Send>;
+
+struct Waiting {
+    priority: i32,
+    seq: u64,
+    kind: Arc<str>,
+    enqueued: Instant,
+    slot: Arc<Slot>,
+    launch: Launch,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Priority::Equal
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<Priority> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    /// Higher priority first, then earlier submission first.
+    fn cmp(&self, other: &Self) -> Priority {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: BinaryHeap<Waiting>,
+    running: usize,
+    running_by_kind: HashMap<Arc<str>, usize>,
+    next_seq: u64,
+    waits: VecDeque<Duration>,
+    completed: u64,
+    failed: u64,
+    rejected: u64,
+    timed_out: u64,
+    cancelled: u64,
+}
+
+/// How a started task ended.
+enum Ended {
+    Completed,
+    Panicked,
+    Cancelled,
+}
+
+/// Queue waits kept for the percentiles.
+const WAIT_SAMPLES: usize = 1024;
+
+/// A bounded priority pool of async and blocking tasks; `Clone` shares it.
+#[derive(Clone)]
+pub struct TaskPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TaskPoolConfig,
+    state: Mutex<State>,
+}
+
+impl TaskPool {
+    /// A pool with `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for a zero `max_concurrent` or kind limit.
+    pub fn new(config: TaskPoolConfig) -> Result<Self, BuildError> {
+        if config.max_concurrent == 0 {
+            return Err(BuildError::new("max_concurrent", "must be at least 1"));
+        }
+        if config.kind_limits.values().any(|&limit| limit == 0) {
+            return Err(BuildError::new("kind_limits", "a limit must be at least 1"));
+        }
+        Ok(TaskPool {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::default(),
+            }),
+        })
+    }
+
+    /// Runs `task` (an async function of its [`CancelToken`]) when the pool has room.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::QueueFull`] when it would have to wait and the queue is full.
+    pub fn submit<F, Fut, T>(
+        &self,
+        kind: &str,
+        priority: i32,
+        task: F,
+    ) -> Result<TaskHandle<T>, SubmitError>
+    where
+        F: FnOnce(CancelToken) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.enqueue(kind, priority, move |cancel, done| {
+            tokio::spawn(async move {
+                let _ = done.send(task(cancel).await);
+            })
+            .abort_handle()
+        })
+    }
+
+    /// Runs CPU-heavy `work` on tokio's blocking threads when the pool has room; it should
+    /// check its [`CancelToken`] now and then, since blocking work cannot be aborted.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::QueueFull`] when it would have to wait and the queue is full.
+    pub fn submit_blocking<F, T>(
+        &self,
+        kind: &str,
+        priority: i32,
+        work: F,
+    ) -> Result<TaskHandle<T>, SubmitError>
+    where
+        F: FnOnce(CancelToken) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.enqueue(kind, priority, move |cancel, done| {
+            tokio::task::spawn_blocking(move || {
+                let _ = done.send(work(cancel));
+            })
+            .abort_handle()
+        })
+    }
+
+    fn enqueue<T, S>(
+        &self,
+        kind: &str,
+        priority: i32,
+        spawn: S,
+    ) -> Result<TaskHandle<T>, SubmitError>
+    where
+        S: FnOnce(CancelToken, oneshot::Sender<T>) -> AbortHandle + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let slot = Arc::new(Slot {
+            state: AtomicU8::new(QUEUED),
+            cancel: CancelToken::default(),
+            abort: Mutex::new(None),
+        });
+        let kind: Arc<str> = Arc::from(kind);
+        let launch_slot = Arc::clone(&slot);
+        let launch_kind = Arc::clone(&kind);
+        let launch: Launch = Box::new(move |pool: TaskPool| {
+            let cancel = launch_slot.cancel.clone();
+            let (finished, outcome) = oneshot::channel::<T>();
+            let task = spawn(cancel, finished);
+            // Forward the value and free the slot when the task ends, however it ends.
+            let cancel = launch_slot.cancel.clone();
+            tokio::spawn(async move {
+                let ended = match outcome.await {
+                    Ok(value) => {
+                        let _ = done.send(value);
+                        Ended::Completed
+                    }
+                    // The handle's drop already counted it.
+                    Err(_) if cancel.is_cancelled() => Ended::Cancelled,
+                    Err(_) => Ended::Panicked,
+                };
+                pool.finished(&launch_kind, ended);
+            });
+            task
+        });
+        let mut state = self.lock();
+        if state.queue.len() >= self.inner.config.queue_size {
+            // Entries whose handle gave up (cancelled, timed out) wait to be popped; they
+            // must not hold places a live task could use.
+            state
+                .queue
+                .retain(|waiting| waiting.slot.state.load(Acquire) == QUEUED);
+        }
+        if state.queue.len() >= self.inner.config.queue_size {
+            state.rejected += 1;
+            return Err(SubmitError::QueueFull);
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queue.push(Waiting {
+            priority,
+            seq,
+            kind,
+            enqueued: Instant::now(),
+            slot: Arc::clone(&slot),
+            launch,
+        });
+        self.dispatch(state);
+        Ok(TaskHandle {
+            result,
+            slot,
+            deadline: Box::pin(tokio::time::sleep(self.inner.config.queue_timeout)),
+            pool: self.clone(),
+        })
+    }
+
+    /// Starts every queued task that has room, highest priority first.
+    fn dispatch(&self, mut state: MutexGuard<'_, State>) {
+        let config = &self.inner.config;
+        let mut skipped = Vec::new();
+        while state.running < config.max_concurrent {
+            let Some(next) = state.queue.pop() else { break };
+            if next.slot.state.load(Acquire) != QUEUED {
+                continue;
+            }
+            let limit = config
+                .kind_limits
+                .get(&*next.kind)
+                .copied()
+                .unwrap_or(usize::MAX);
+            let running_of_kind = state.running_by_kind.get(&next.kind).copied().unwrap_or(0);
+            if running_of_kind >= limit {
+                skipped.push(next);
+                continue;
+            }
+            if next
+                .slot
+                .state
+                .compare_exchange(QUEUED, RUNNING, AcqRel, Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            state.running += 1;
+            *state
+                .running_by_kind
+                .entry(Arc::clone(&next.kind))
+                .or_insert(0) += 1;
+            if state.waits.len() == WAIT_SAMPLES {
+                state.waits.pop_front();
+            }
+            state.waits.push_back(next.enqueued.elapsed());
+            let abort = (next.launch)(self.clone());
+            *next
+                .slot
+                .abort
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(abort);
+        }
+        state.queue.extend(skipped);
+    }
+
+    fn finished(&self, kind: &Arc<str>, ended: Ended) {
+        let mut state = self.lock();
+        state.running -= 1;
+        if let Some(count) = state.running_by_kind.get_mut(kind) {
+            *count -= 1;
+        }
+        match ended {
+            Ended::Completed => state.completed += 1,
+            Ended::Panicked => state.failed += 1,
+            Ended::Cancelled => {}
+        }
+        self.dispatch(state);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A snapshot of the queue, the running tasks and the outcomes so far.
+    pub fn stats(&self) -> TaskPoolStats {
+        let state = self.lock();
+        let mut waits: Vec<Duration> = state.waits.iter().copied().collect();
+        waits.sort_unstable();
+        let percentile = |p: f64| {
+            if waits.is_empty() {
+                return Duration::ZERO;
+            }
+            let rank = ((p * waits.len() as f64).ceil() as usize).clamp(1, waits.len());
+            waits[rank - 1]
+        };
+        TaskPoolStats {
+            queued: state
+                .queue
+                .iter()
+                .filter(|w| w.slot.state.load(Relaxed) == QUEUED)
+                .count(),
+            running: state.running,
+            completed: state.completed,
+            failed: state.failed,
+            rejected: state.rejected,
+            timed_out: state.timed_out,
+            cancelled: state.cancelled,
+            wait_p50: percentile(0.50),
+            wait_p95: percentile(0.95),
+            wait_p99: percentile(0.99),
+        }
+    }
+}
+
+impl fmt::Debug for TaskPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskPool")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A submitted task's result. Dropping it cancels the task.
+#[must_use = "dropping the handle cancels the task"]
+pub struct TaskHandle<T> {
+    result: oneshot::Receiver<T>,
+    slot: Arc<Slot>,
+    deadline: Pin<Box<Sleep>>,
+    pool: TaskPool,
+}
+
+impl<T> TaskHandle<T> {
+    /// Whether the task has started.
+    pub fn started(&self) -> bool {
+        self.slot.state.load(Acquire) != QUEUED
+    }
+}
+
+impl<T> Future for TaskHandle<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(result) = Pin::new(&mut self.result).poll(cx) {
+            self.slot.state.store(GONE, Relaxed);
+            return Poll::Ready(result.map_err(|_| TaskError::Panicked));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready()
+            && self
+                .slot
+                .state
+                .compare_exchange(QUEUED, GONE, AcqRel, Acquire)
+                .is_ok()
+        {
+            self.pool.lock().timed_out += 1;
+            return Poll::Ready(Err(TaskError::QueueTimeout));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for TaskHandle<T> {
+    fn drop(&mut self) {
+        match self.slot.state.swap(GONE, AcqRel) {
+            QUEUED => self.pool.lock().cancelled += 1,
+            RUNNING => {
+                self.slot.cancel.0.store(true, Relaxed);
+                if let Some(abort) = self
+                    .slot
+                    .abort
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    abort.abort();
+                }
+                self.pool.lock().cancelled += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("started", &self.started())
+            .finish_non_exhaustive()
+    }
+}
