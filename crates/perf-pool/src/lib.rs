@@ -4,6 +4,7 @@ pub mod buffer;
 mod error;
 pub mod manager;
 pub mod object;
+pub mod pg;
 mod stats;
 pub mod task;
 

@@ -1,0 +1,332 @@
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use deadpool::Runtime;
+use deadpool::managed::{Object, Pool};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod};
+use tokio::task::AbortHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
+
+use super::manager::{Connection, PgManager};
+use super::stats::{PgCounters, PgPoolStats};
+use super::{PgPoolConfig, PgPoolError};
+use crate::error::BuildError;
+
+/// A PostgreSQL pool on deadpool-postgres with Go's `database/sql` limits; `Clone` shares it.
+///
+/// See [`PgPoolConfig`] for the knobs. Every wait is bounded (`get()` never hangs), expired
+/// connections are refused at checkout and swept by the reaper, the idle surplus is closed,
+/// `min_idle_conns` are opened at start and kept, and queries through [`PgConn`] use a
+/// bounded statement cache and count slow queries.
+#[derive(Clone)]
+pub struct PgPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<PgManager>,
+    config: PgPoolConfig,
+    counters: Arc<PgCounters>,
+    reaper: Mutex<Option<AbortHandle>>,
+}
+
+impl PgPool {
+    /// Validates `config`, opens `min_idle_conns` connections, and starts the reaper (on the
+    /// current tokio runtime).
+    ///
+    /// # Errors
+    ///
+    /// [`PgPoolError::Config`] for an invalid setting or URL; a connection error when the
+    /// warm-up connections cannot be opened (within `create_timeout`).
+    pub async fn connect(config: PgPoolConfig) -> Result<Self, PgPoolError> {
+        let pg = config.validate().map_err(PgPoolError::Config)?;
+        let counters = Arc::new(PgCounters::default());
+        let manager = PgManager {
+            // Verified recycling runs a query on reuse: a connection the server killed is
+            // caught before a caller gets it.
+            inner: deadpool_postgres::Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Verified,
+                },
+            ),
+            lifetime: config.conn_max_lifetime,
+            idle_time: config.conn_max_idle_time,
+            counters: Arc::clone(&counters),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.max_open_conns)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.create_timeout))
+            .recycle_timeout(Some(config.recycle_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| PgPoolError::Config(BuildError::new("pool", error.to_string())))?;
+        let pool = PgPool {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                counters,
+                reaper: Mutex::new(None),
+            }),
+        };
+        pool.warm_up().await?;
+        if let Some(interval) = pool.inner.config.reaper_interval {
+            pool.spawn_reaper(interval);
+        }
+        Ok(pool)
+    }
+
+    /// A connection, waiting at most `wait_timeout` for one to be free.
+    ///
+    /// # Errors
+    ///
+    /// [`PgPoolError::WaitTimeout`] (or the create/recycle timeouts) and connection errors.
+    pub async fn get(&self) -> Result<PgConn, PgPoolError> {
+        let inner = &*self.inner;
+        let started = Instant::now();
+        let busy = inner.pool.status().available == 0;
+        match inner.pool.get().await {
+            Ok(object) => {
+                inner.counters.checkout(busy.then(|| started.elapsed()));
+                Ok(PgConn {
+                    object: Some(object),
+                    pool: self.clone(),
+                })
+            }
+            Err(error) => {
+                let error = PgPoolError::from(error);
+                if matches!(
+                    error,
+                    PgPoolError::WaitTimeout
+                        | PgPoolError::CreateTimeout
+                        | PgPoolError::RecycleTimeout
+                ) {
+                    inner.counters.timeout();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `SELECT 1` on a connection; returns the round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), or the query's error.
+    pub async fn health_check(&self) -> Result<Duration, PgPoolError> {
+        let started = Instant::now();
+        let connection = self.get().await?;
+        connection.client().simple_query("SELECT 1").await?;
+        Ok(started.elapsed())
+    }
+
+    /// Closes idle connections past their lifetime or idle limit and the idle surplus over
+    /// `max_idle_conns`; returns how many were closed. The reaper runs this on its
+    /// schedule; call it to trim at once (under memory pressure, say).
+    pub fn reap(&self) -> usize {
+        let inner = &*self.inner;
+        let manager = inner.pool.manager();
+        let mut kept = 0;
+        let mut surplus = 0;
+        let result = inner.pool.retain(|connection, metrics| {
+            match manager.expiry(connection, metrics.age()) {
+                Some(super::manager::Expiry::Lifetime) => {
+                    inner.counters.closed_lifetime();
+                    false
+                }
+                Some(super::manager::Expiry::Idle) => {
+                    inner.counters.closed_idle();
+                    false
+                }
+                None if kept >= inner.config.max_idle_conns => {
+                    surplus += 1;
+                    false
+                }
+                None => {
+                    kept += 1;
+                    true
+                }
+            }
+        });
+        inner.counters.closed_surplus(surplus);
+        result.removed.len()
+    }
+
+    /// Opens connections until `min_idle_conns` are open.
+    async fn warm_up(&self) -> Result<(), PgPoolError> {
+        let wanted = self.inner.config.min_idle_conns;
+        let missing = wanted.saturating_sub(self.inner.pool.status().size);
+        let mut held = Vec::with_capacity(missing);
+        for _ in 0..missing {
+            held.push(self.get().await?);
+        }
+        Ok(())
+    }
+
+    fn spawn_reaper(&self, interval: Duration) {
+        // The task holds a weak reference: dropping the last pool handle ends it.
+        let weak = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let pool = PgPool { inner };
+                pool.reap();
+                let _ = pool.warm_up().await;
+            }
+        });
+        *lock(&self.inner.reaper) = Some(task.abort_handle());
+    }
+
+    /// A snapshot of the pool.
+    pub fn stats(&self) -> PgPoolStats {
+        self.inner.counters.snapshot(self.inner.pool.status())
+    }
+
+    /// The configuration the pool was built with.
+    pub fn config(&self) -> &PgPoolConfig {
+        &self.inner.config
+    }
+
+    /// Closes the pool: idle connections now, the others when returned; `get` fails after.
+    pub fn close(&self) {
+        if let Some(reaper) = lock(&self.inner.reaper).take() {
+            reaper.abort();
+        }
+        self.inner.pool.close();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(reaper) = lock(&self.reaper).take() {
+            reaper.abort();
+        }
+    }
+}
+
+impl fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPool")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection from a [`PgPool`]: queries through it use the bounded statement cache and
+/// are timed; it goes back to the pool when dropped.
+pub struct PgConn {
+    object: Option<Object<PgManager>>,
+    pool: PgPool,
+}
+
+impl PgConn {
+    fn connection(&self) -> &Connection {
+        self.object.as_ref().expect("present until dropped")
+    }
+
+    /// The underlying client, for anything the wrappers do not cover (transactions, copy).
+    pub fn client(&self) -> &tokio_postgres::Client {
+        self.connection().client.deref()
+    }
+
+    /// Prepares `query`, reusing this connection's cached statement; the cache is emptied
+    /// when it reaches `statement_cache_size`, so it cannot grow without bound.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn prepare_cached(&self, query: &str) -> Result<Statement, PgPoolError> {
+        let connection = self.connection();
+        let cache = &connection.client.statement_cache;
+        if cache.size() >= self.pool.inner.config.statement_cache_size.max(1) {
+            cache.clear();
+        }
+        Ok(connection.client.prepare_cached(query).await?)
+    }
+
+    /// The statements this connection has cached.
+    pub fn cached_statements(&self) -> usize {
+        self.connection().client.statement_cache.size()
+    }
+
+    /// Runs `query` and returns its rows.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn query(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgPoolError> {
+        let statement = self.prepare_cached(query).await?;
+        self.timed(self.client().query(&statement, params)).await
+    }
+
+    /// Runs `query` and returns its one row.
+    ///
+    /// # Errors
+    ///
+    /// The server's error, or an error when the query does not return exactly one row.
+    pub async fn query_one(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgPoolError> {
+        let statement = self.prepare_cached(query).await?;
+        self.timed(self.client().query_one(&statement, params))
+            .await
+    }
+
+    /// Runs `query` and returns how many rows it changed.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn execute(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgPoolError> {
+        let statement = self.prepare_cached(query).await?;
+        self.timed(self.client().execute(&statement, params)).await
+    }
+
+    async fn timed<T>(
+        &self,
+        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, PgPoolError> {
+        let started = Instant::now();
+        let result = query.await;
+        let slow = started.elapsed() >= self.pool.inner.config.slow_query_threshold;
+        self.pool.inner.counters.query(slow);
+        Ok(result?)
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let Some(mut object) = self.object.take() {
+            // The idle clock starts now; dropping the object returns it to the pool.
+            object.returned_at = Instant::now();
+        }
+    }
+}
+
+impl fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConn").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,104 @@
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A snapshot of a [`PgPool`](super::PgPool).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgPoolStats {
+    /// Connections open, idle and in use.
+    pub open: usize,
+    /// Connections idle in the pool.
+    pub idle: usize,
+    /// Connections checked out.
+    pub in_use: usize,
+    /// Callers waiting for a connection now.
+    pub waiting: usize,
+    /// Connections handed out.
+    pub checkouts: u64,
+    /// Checkouts that found every connection in use and waited.
+    pub waits: u64,
+    /// Time spent waiting, all checkouts together.
+    pub wait_time: Duration,
+    /// The longest single wait.
+    pub max_wait: Duration,
+    /// Checkouts that failed on a timeout.
+    pub timeouts: u64,
+    /// Connections closed for reaching `conn_max_lifetime`.
+    pub closed_lifetime: u64,
+    /// Connections closed for idling past `conn_max_idle_time`.
+    pub closed_idle: u64,
+    /// Idle connections closed because more than `max_idle_conns` were idle.
+    pub closed_surplus: u64,
+    /// Queries run through [`PgConn`](super::PgConn).
+    pub queries: u64,
+    /// Queries slower than `slow_query_threshold`.
+    pub slow_queries: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PgCounters {
+    checkouts: AtomicU64,
+    waits: AtomicU64,
+    wait_nanos: AtomicU64,
+    max_wait_nanos: AtomicU64,
+    timeouts: AtomicU64,
+    closed_lifetime: AtomicU64,
+    closed_idle: AtomicU64,
+    closed_surplus: AtomicU64,
+    queries: AtomicU64,
+    slow_queries: AtomicU64,
+}
+
+impl PgCounters {
+    pub(crate) fn checkout(&self, waited: Option<Duration>) {
+        self.checkouts.fetch_add(1, Relaxed);
+        if let Some(waited) = waited {
+            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.waits.fetch_add(1, Relaxed);
+            self.wait_nanos.fetch_add(nanos, Relaxed);
+            self.max_wait_nanos.fetch_max(nanos, Relaxed);
+        }
+    }
+
+    pub(crate) fn timeout(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed_lifetime(&self) {
+        self.closed_lifetime.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed_idle(&self) {
+        self.closed_idle.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed_surplus(&self, count: u64) {
+        self.closed_surplus.fetch_add(count, Relaxed);
+    }
+
+    pub(crate) fn query(&self, slow: bool) {
+        self.queries.fetch_add(1, Relaxed);
+        if slow {
+            self.slow_queries.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, status: deadpool::managed::Status) -> PgPoolStats {
+        PgPoolStats {
+            open: status.size,
+            idle: status.available,
+            in_use: status.size - status.available,
+            waiting: status.waiting,
+            checkouts: self.checkouts.load(Relaxed),
+            waits: self.waits.load(Relaxed),
+            wait_time: Duration::from_nanos(self.wait_nanos.load(Relaxed)),
+            max_wait: Duration::from_nanos(self.max_wait_nanos.load(Relaxed)),
+            timeouts: self.timeouts.load(Relaxed),
+            closed_lifetime: self.closed_lifetime.load(Relaxed),
+            closed_idle: self.closed_idle.load(Relaxed),
+            closed_surplus: self.closed_surplus.load(Relaxed),
+            queries: self.queries.load(Relaxed),
+            slow_queries: self.slow_queries.load(Relaxed),
+        }
+    }
+}
