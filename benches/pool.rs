@@ -5,6 +5,10 @@
 //!   (clear it for the pools that do not), on one thread. At 4 KiB the allocator's own free
 //!   lists compete; at 1 MiB an allocation is an `mmap` and pooling pays.
 //!
+//! * `pool/pg_checkout`: take a warm idle connection and give it back, through `PgPool` and
+//!   through bare deadpool-postgres, against the PostgreSQL at 127.0.0.1:5432 (skipped with a
+//!   message when none answers). Both recycle with deadpool's fast check.
+//!
 //! Run: `cargo bench -p pocwhisp-benches --bench pool`
 
 use std::hint::black_box;
@@ -67,11 +71,58 @@ fn buffers_of(c: &mut Criterion, label: &str, size: usize) {
     group.finish();
 }
 
+const DATABASE: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn pg_checkout(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = perf_pool::pg::PgPoolConfig {
+        max_open_conns: 4,
+        max_idle_conns: 4,
+        min_idle_conns: 1,
+        reaper_interval: None,
+        ..perf_pool::pg::PgPoolConfig::new(DATABASE)
+    };
+    let ours = match runtime.block_on(perf_pool::pg::PgPool::connect(config)) {
+        Ok(pool) => pool,
+        Err(error) => {
+            println!("pool/pg_checkout skipped: no PostgreSQL at 127.0.0.1:5432 ({error})");
+            return;
+        }
+    };
+    let bare = deadpool_postgres::Config {
+        url: Some(DATABASE.to_owned()),
+        ..deadpool_postgres::Config::default()
+    }
+    .create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )
+    .expect("valid config");
+    runtime.block_on(async { drop(bare.get().await.expect("a connection")) });
+
+    let mut group = c.benchmark_group("pool/pg_checkout");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("perf-pool", |b| {
+        b.iter(|| {
+            runtime.block_on(async { drop(black_box(ours.get().await.expect("a connection"))) })
+        })
+    });
+    group.bench_function("deadpool-postgres", |b| {
+        b.iter(|| {
+            runtime.block_on(async { drop(black_box(bare.get().await.expect("a connection"))) })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = buffers
+    targets = buffers, pg_checkout
 }
 criterion_main!(benches);

@@ -178,16 +178,26 @@ async fn an_exhausted_pool_times_out_instead_of_hanging() {
 
 #[tokio::test]
 async fn the_pool_recovers_when_the_server_kills_its_connections() {
-    let db = TestDb::create("killed").await;
-    let pool = PgPool::connect(db.config()).await.unwrap();
-    let killed = backend_pid(&pool).await;
-    admin(&format!("SELECT pg_terminate_backend({killed})")).await;
-    sleep(Duration::from_millis(50)).await;
-    let replacement = backend_pid(&pool).await;
-    assert_ne!(replacement, killed);
-    pool.health_check().await.unwrap();
-    pool.close();
-    db.drop_now().await;
+    for verify_on_checkout in [false, true] {
+        let db = TestDb::create("killed").await;
+        let pool = PgPool::connect(PgPoolConfig {
+            verify_on_checkout,
+            ..db.config()
+        })
+        .await
+        .unwrap();
+        let killed = backend_pid(&pool).await;
+        admin(&format!("SELECT pg_terminate_backend({killed})")).await;
+        sleep(Duration::from_millis(50)).await;
+        let replacement = backend_pid(&pool).await;
+        assert_ne!(
+            replacement, killed,
+            "verify_on_checkout: {verify_on_checkout}"
+        );
+        pool.health_check().await.unwrap();
+        pool.close();
+        db.drop_now().await;
+    }
 }
 
 #[tokio::test]

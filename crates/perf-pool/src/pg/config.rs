@@ -18,6 +18,7 @@ use crate::error::BuildError;
 /// | `statement_cache_size` | 128 prepared statements per connection | |
 /// | `slow_query_threshold` | 100 ms | |
 /// | `reaper_interval` | 30 s between sweeps of expired and surplus idle connections; `None` checks at checkout only | |
+/// | `verify_on_checkout` | false: a reused connection is checked for a closed socket only; true runs a query on every checkout (a round trip) | |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -56,6 +57,8 @@ pub struct PgPoolConfig {
     /// How often idle connections are swept; `None` for no reaper task.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub reaper_interval: Option<Duration>,
+    /// Run a query on every reused connection before handing it out.
+    pub verify_on_checkout: bool,
 }
 
 impl Default for PgPoolConfig {
@@ -74,6 +77,7 @@ impl Default for PgPoolConfig {
             statement_cache_size: 128,
             slow_query_threshold: Duration::from_millis(100),
             reaper_interval: Some(Duration::from_secs(30)),
+            verify_on_checkout: false,
         }
     }
 }

@@ -38,12 +38,17 @@ pub(crate) enum Expiry {
 }
 
 impl PgManager {
-    pub(crate) fn expiry(&self, connection: &Connection, age: Duration) -> Option<Expiry> {
-        if self.lifetime.is_some_and(|lifetime| age >= lifetime) {
+    /// Whether `connection`, created at `created`, has expired; one clock read.
+    pub(crate) fn expiry(&self, connection: &Connection, created: Instant) -> Option<Expiry> {
+        let now = Instant::now();
+        if self
+            .lifetime
+            .is_some_and(|lifetime| now.saturating_duration_since(created) >= lifetime)
+        {
             Some(Expiry::Lifetime)
         } else if self
             .idle_time
-            .is_some_and(|idle| connection.returned_at.elapsed() >= idle)
+            .is_some_and(|idle| now.saturating_duration_since(connection.returned_at) >= idle)
         {
             Some(Expiry::Idle)
         } else {
@@ -69,7 +74,7 @@ impl Manager for PgManager {
         connection: &mut Connection,
         metrics: &Metrics,
     ) -> RecycleResult<tokio_postgres::Error> {
-        match self.expiry(connection, metrics.age()) {
+        match self.expiry(connection, metrics.created) {
             Some(Expiry::Lifetime) => {
                 self.counters.closed_lifetime();
                 Err(RecycleError::message(

@@ -44,15 +44,19 @@ impl PgPool {
     pub async fn connect(config: PgPoolConfig) -> Result<Self, PgPoolError> {
         let pg = config.validate().map_err(PgPoolError::Config)?;
         let counters = Arc::new(PgCounters::default());
+        // Fast recycling checks the socket: a connection the server closed is noticed by its
+        // connection task and not handed out. Verified recycling also catches a socket that
+        // died silently, for a round trip per checkout.
+        let recycling_method = if config.verify_on_checkout {
+            RecyclingMethod::Verified
+        } else {
+            RecyclingMethod::Fast
+        };
         let manager = PgManager {
-            // Verified recycling runs a query on reuse: a connection the server killed is
-            // caught before a caller gets it.
             inner: deadpool_postgres::Manager::from_config(
                 pg,
                 NoTls,
-                ManagerConfig {
-                    recycling_method: RecyclingMethod::Verified,
-                },
+                ManagerConfig { recycling_method },
             ),
             lifetime: config.conn_max_lifetime,
             idle_time: config.conn_max_idle_time,
@@ -89,10 +93,9 @@ impl PgPool {
     pub async fn get(&self) -> Result<PgConn, PgPoolError> {
         let inner = &*self.inner;
         let started = Instant::now();
-        let busy = inner.pool.status().available == 0;
         match inner.pool.get().await {
             Ok(object) => {
-                inner.counters.checkout(busy.then(|| started.elapsed()));
+                inner.counters.checkout(started.elapsed());
                 Ok(PgConn {
                     object: Some(object),
                     pool: self.clone(),
@@ -134,7 +137,7 @@ impl PgPool {
         let mut kept = 0;
         let mut surplus = 0;
         let result = inner.pool.retain(|connection, metrics| {
-            match manager.expiry(connection, metrics.age()) {
+            match manager.expiry(connection, metrics.created) {
                 Some(super::manager::Expiry::Lifetime) => {
                     inner.counters.closed_lifetime();
                     false

@@ -15,9 +15,10 @@ pub struct PgPoolStats {
     pub waiting: usize,
     /// Connections handed out.
     pub checkouts: u64,
-    /// Checkouts that found every connection in use and waited.
+    /// Checkouts that waited (took a millisecond or more: for a connection to be returned,
+    /// or opened).
     pub waits: u64,
-    /// Time spent waiting, all checkouts together.
+    /// Time spent in those waits, all together.
     pub wait_time: Duration,
     /// The longest single wait.
     pub max_wait: Duration,
@@ -35,6 +36,9 @@ pub struct PgPoolStats {
     pub slow_queries: u64,
 }
 
+/// A checkout this slow waited.
+const WAITED: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Default)]
 pub(crate) struct PgCounters {
     checkouts: AtomicU64,
@@ -50,10 +54,12 @@ pub(crate) struct PgCounters {
 }
 
 impl PgCounters {
-    pub(crate) fn checkout(&self, waited: Option<Duration>) {
+    /// A checkout that took `took`. One that took a millisecond or more waited for a
+    /// connection to be returned (or opened): an idle one is handed out in microseconds.
+    pub(crate) fn checkout(&self, took: Duration) {
         self.checkouts.fetch_add(1, Relaxed);
-        if let Some(waited) = waited {
-            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        if took >= WAITED {
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             self.waits.fetch_add(1, Relaxed);
             self.wait_nanos.fetch_add(nanos, Relaxed);
             self.max_wait_nanos.fetch_max(nanos, Relaxed);
