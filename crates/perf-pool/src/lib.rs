@@ -1,4 +1,5 @@
-//! Pools for async services.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod buffer;
 mod error;

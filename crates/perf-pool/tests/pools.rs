@@ -142,3 +142,32 @@ fn the_manager_reports_every_pool() {
     assert_eq!((snapshot["buffers"].gets, snapshot["buffers"].hits), (2, 1));
     assert_eq!(snapshot["request_contexts"].misses, 1);
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn configurations_read_from_a_file_format() {
+    use std::time::Duration;
+
+    use perf_pool::pg::PgPoolConfig;
+    use perf_pool::task::TaskPoolConfig;
+
+    // The guide's database keys, production values.
+    let pg: PgPoolConfig = serde_json::from_str(
+        r#"{"url": "postgres://app@db:5432/pocwhisp", "max_open_conns": 100, "max_idle_conns": 10,
+            "conn_max_lifetime": "1h", "conn_max_idle_time": "10m"}"#,
+    )
+    .unwrap();
+    assert_eq!((pg.max_open_conns, pg.max_idle_conns), (100, 10));
+    assert_eq!(pg.conn_max_idle_time, Some(Duration::from_secs(600)));
+    pg.validate().unwrap();
+    let tasks: TaskPoolConfig = serde_json::from_str(
+        r#"{"max_concurrent": 8, "kind_limits": {"transcription": 2}, "queue_timeout": "5s"}"#,
+    )
+    .unwrap();
+    assert_eq!(tasks.kind_limits["transcription"], 2);
+    assert_eq!(tasks.queue_size, 5000);
+    let buffers: BufferPoolConfig =
+        serde_json::from_str(r#"{"max_retained_bytes": 1048576}"#).unwrap();
+    assert_eq!(buffers.classes.len(), 5);
+    assert!(serde_json::from_str::<PgPoolConfig>(r#"{"max_open": 3}"#).is_err());
+}
