@@ -398,3 +398,37 @@ fn a_threshold_below_is_critical_past_its_lower_level() {
     assert_eq!(threshold.status(15.0), Status::Warning);
     assert_eq!(threshold.status(5.0), Status::Critical);
 }
+
+#[tokio::test]
+async fn the_layer_counts_server_errors_and_inner_errors_as_failures() {
+    use http::{Request, Response};
+    use perf_profiler::collect::LatencyLayer;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    let recorder = LatencyRecorder::new(Duration::from_secs(60));
+    let mut service =
+        LatencyLayer::new(recorder.clone()).layer(service_fn(|request: Request<()>| async move {
+            match request.uri().path() {
+                "/500" => Ok(Response::builder().status(500).body(()).unwrap()),
+                "/404" => Ok(Response::builder().status(404).body(()).unwrap()),
+                "/err" => Err("connection reset"),
+                _ => Ok(Response::new(())),
+            }
+        }));
+    for path in ["/", "/404", "/500", "/err"] {
+        let _ = service
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::get(path).body(()).unwrap())
+            .await;
+    }
+    let mut snapshot = Snapshot::at(START);
+    recorder.collect(&mut snapshot);
+    assert_eq!(
+        snapshot.get(names::ERROR_RATE),
+        Some(0.5),
+        "the 5xx and the error; not the 404"
+    );
+    assert_eq!(snapshot.get(names::ACTIVE_REQUESTS), Some(0.0));
+}
