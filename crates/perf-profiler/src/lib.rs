@@ -1,6 +1,8 @@
 //! Performance profiling for a running service.
 
 pub mod collect;
+#[cfg(feature = "cpu-profile")]
+pub mod cpu;
 mod error;
 pub mod health;
 pub mod optimizer;

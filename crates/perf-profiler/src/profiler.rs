@@ -132,6 +132,8 @@ impl Profiler {
         let mut snapshot = Snapshot::at(SystemTime::now());
         lock(&self.inner.process).collect(&mut snapshot);
         collect_runtime(&mut snapshot);
+        #[cfg(feature = "jemalloc")]
+        crate::collect::collect_allocator(&mut snapshot);
         self.inner.latency.collect(&mut snapshot);
         let probes = lock(&self.inner.probes).clone();
         for probe in probes {
