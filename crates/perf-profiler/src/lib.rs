@@ -1,4 +1,5 @@
-//! Performance profiling for a running service.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod collect;
 #[cfg(feature = "cpu-profile")]

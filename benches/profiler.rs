@@ -1,0 +1,49 @@
+//! The profiler's own cost: what it adds to every request (a latency record) and to every
+//! sampling interval (a snapshot of the process, the runtime and the latency window).
+//! Goals: a record under 100 ns, a snapshot under 1 ms.
+//!
+//! Run: `cargo bench -p pocwhisp-benches --bench profiler`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use perf_profiler::collect::LatencyRecorder;
+use perf_profiler::{Profiler, ProfilerConfig};
+
+fn overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("profiler/overhead");
+
+    let recorder = LatencyRecorder::new(Duration::from_secs(60));
+    let mut micros = 0u64;
+    group.bench_function("latency_record", |b| {
+        b.iter(|| {
+            micros = (micros + 7919) % 500_000;
+            recorder.record(Duration::from_micros(micros), micros.is_multiple_of(50));
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let profiler = Profiler::new(ProfilerConfig::default()).expect("valid config");
+    for i in 0..10_000u64 {
+        profiler
+            .latency()
+            .record(Duration::from_micros(i * 13 % 400_000), false);
+    }
+    let _entered = runtime.enter();
+    group.bench_function("snapshot", |b| b.iter(|| black_box(profiler.snapshot())));
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = overhead
+}
+criterion_main!(benches);
