@@ -2,12 +2,16 @@
 #![cfg(feature = "jemalloc")]
 
 use perf_profiler::collect::{
-    HEAP_ALLOC_BYTES, HEAP_RESIDENT_BYTES, HEAP_SYS_BYTES, collect_allocator,
+    HEAP_ALLOC_BYTES, HEAP_RESIDENT_BYTES, HEAP_SYS_BYTES, collect_allocator, purge_arenas,
 };
 use perf_profiler::snapshot::Snapshot;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The heap figures are the whole process's: the tests take turns so that one's
+/// allocations do not show in the other's measurements.
+static HEAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn heap() -> Snapshot {
     let mut snapshot = Snapshot::at(std::time::SystemTime::now());
@@ -17,6 +21,9 @@ fn heap() -> Snapshot {
 
 #[test]
 fn allocations_show_in_the_heap_figures() {
+    let _turn = HEAP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = heap().get(HEAP_ALLOC_BYTES).unwrap();
     let block = vec![1u8; 32 << 20];
     let during = heap();
@@ -32,5 +39,22 @@ fn allocations_show_in_the_heap_figures() {
     assert!(
         after < allocated - (16 << 20) as f64,
         "freed: {allocated} -> {after}"
+    );
+}
+
+#[test]
+fn purging_returns_freed_pages_to_the_os() {
+    let _turn = HEAP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Many small blocks, freed: their pages stay dirty in the arenas until purged or decayed.
+    let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 16 << 10]).collect();
+    let resident_full = heap().get(HEAP_RESIDENT_BYTES).unwrap();
+    drop(std::hint::black_box(blocks));
+    purge_arenas().unwrap();
+    let resident_purged = heap().get(HEAP_RESIDENT_BYTES).unwrap();
+    assert!(
+        resident_purged < resident_full - (32 << 20) as f64,
+        "resident {resident_full} -> {resident_purged}"
     );
 }

@@ -11,7 +11,7 @@ mod runtime;
 #[cfg(feature = "jemalloc")]
 pub use allocator::{
     HEAP_ALLOC_BYTES, HEAP_INUSE_BYTES, HEAP_RESIDENT_BYTES, HEAP_RETAINED_BYTES, HEAP_SYS_BYTES,
-    collect_allocator,
+    PurgeError, collect_allocator, purge_arenas,
 };
 pub use latency::{LatencyRecorder, RequestTimer};
 pub use layer::{Latency, LatencyLayer, ResponseFuture};
