@@ -1,26 +1,5 @@
 //! A tower layer that feeds a [`LatencyRecorder`] with every HTTP request: its latency to
 //! the response head, and whether it failed (an inner error or a 5xx).
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! use std::convert::Infallible;
-//! use std::time::Duration;
-//! use http::{Request, Response};
-//! use perf_profiler::collect::{LatencyLayer, LatencyRecorder};
-//! use perf_profiler::snapshot::{Snapshot, names};
-//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-//!
-//! let recorder = LatencyRecorder::new(Duration::from_secs(60));
-//! let mut service = ServiceBuilder::new()
-//!     .layer(LatencyLayer::new(recorder.clone()))
-//!     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
-//! service.ready().await.unwrap().call(Request::new(())).await.unwrap();
-//! let mut snapshot = Snapshot::at(std::time::SystemTime::now());
-//! recorder.collect(&mut snapshot);
-//! assert_eq!(snapshot.get(names::ERROR_RATE), Some(0.0));
-//! # }
-//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,7 +12,29 @@ use tower_service::Service;
 
 use super::{LatencyRecorder, RequestTimer};
 
-/// Records every request's latency; see the [module docs](self).
+/// Records every request's latency into a [`LatencyRecorder`]: the time to the response
+/// head, and whether it failed (an inner error or a 5xx).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+/// use http::{Request, Response};
+/// use perf_profiler::collect::{LatencyLayer, LatencyRecorder};
+/// use perf_profiler::snapshot::{Snapshot, names};
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// let recorder = LatencyRecorder::new(Duration::from_secs(60));
+/// let mut service = ServiceBuilder::new()
+///     .layer(LatencyLayer::new(recorder.clone()))
+///     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+/// service.ready().await.unwrap().call(Request::new(())).await.unwrap();
+/// let mut snapshot = Snapshot::at(std::time::SystemTime::now());
+/// recorder.collect(&mut snapshot);
+/// assert_eq!(snapshot.get(names::ERROR_RATE), Some(0.0));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct LatencyLayer {
     recorder: LatencyRecorder,
