@@ -28,8 +28,9 @@ fn allocations_show_in_the_heap_figures() {
     let block = vec![1u8; 32 << 20];
     let during = heap();
     let allocated = during.get(HEAP_ALLOC_BYTES).unwrap();
+    // jemalloc's figures are approximate by its thread caches' contents (a few hundred KB).
     assert!(
-        allocated - before >= (32 << 20) as f64,
+        allocated - before >= (30 << 20) as f64,
         "{before} -> {allocated}"
     );
     assert!(during.get(HEAP_SYS_BYTES).unwrap() >= allocated);
