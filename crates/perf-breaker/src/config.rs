@@ -49,7 +49,7 @@ const MAX_WINDOW_CALLS: u32 = 1 << 20;
 ///     config.jitter = 1.5;
 ///     let error = CircuitBreaker::new(config).unwrap_err();
 ///     assert_eq!(error.field(), "jitter");
-///     assert_eq!(error.to_string(), "invalid circuit breaker config: `jitter` must be in [0, 1)");
+///     assert_eq!(error.to_string(), "invalid configuration: `jitter` must be in [0, 1)");
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq)]

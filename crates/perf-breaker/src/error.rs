@@ -1,49 +1,12 @@
 //! Errors: an invalid configuration, a rejected call, and a call that failed either way.
 
-use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
 use crate::state::State;
 
-/// A configuration value that cannot work; returned by the builders, never a panic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError {
-    field: &'static str,
-    reason: Cow<'static, str>,
-}
-
-impl BuildError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
-        BuildError {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The configuration field at fault, as named in [`Config`](crate::Config).
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// What is wrong with it.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker config: `{}` {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl Error for BuildError {}
+pub use perf_core::BuildError;
 
 /// The breaker rejected a call without running it.
 ///

@@ -2,9 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body_limit;
-pub mod clock;
+pub use perf_core::clock;
 pub mod compression;
-mod error;
 pub mod load_shed;
 pub mod metrics;
 pub mod performance;
@@ -15,7 +14,7 @@ pub mod security_headers;
 pub mod server_timing;
 pub mod timeout;
 
-pub use error::BuildError;
+pub use perf_core::BuildError;
 
 /// The error type of bodies that may fail in more than one way (the inner body, an encoder).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -27,9 +27,9 @@ use std::time::Duration;
 use tower::util::{Either, option_layer};
 use tower_layer::Layer;
 
+use crate::BuildError;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
 use crate::compression::{Compression, CompressionConfig, CompressionLayer};
-use crate::error::BuildError;
 use crate::load_shed::{AdaptiveConfig, ExemptPaths, LoadShed, LoadShedLayer, LoadShedder};
 use crate::metrics::{RequestMetrics, RequestMetricsLayer};
 use crate::rate_limit::{

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::error::BuildError;
+use crate::BuildError;
 use crate::stats::{Counters, PoolStats};
 
 /// Settings of a [`BufferPool`].

@@ -2,12 +2,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod buffer;
-mod error;
 pub mod manager;
 pub mod object;
 pub mod pg;
 mod stats;
 pub mod task;
 
-pub use error::BuildError;
+pub use perf_core::BuildError;
 pub use stats::PoolStats;

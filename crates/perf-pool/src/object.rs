@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use object_pool::{Pool, ReusableOwned};
 
-use crate::error::BuildError;
+use crate::BuildError;
 use crate::stats::{Counters, PoolStats};
 
 type Init<T> = Arc<dyn Fn() -> T + Send + Sync>;

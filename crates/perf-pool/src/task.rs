@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Settings of a [`TaskPool`]; defaults from the guide's `request_pool`.
 #[derive(Debug, Clone, PartialEq, Eq)]

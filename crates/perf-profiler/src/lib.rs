@@ -4,7 +4,6 @@
 pub mod collect;
 #[cfg(feature = "cpu-profile")]
 pub mod cpu;
-mod error;
 pub mod health;
 pub mod optimizer;
 mod profiler;
@@ -12,5 +11,5 @@ pub mod report;
 pub mod snapshot;
 pub mod trends;
 
-pub use error::BuildError;
+pub use perf_core::BuildError;
 pub use profiler::{Profiler, ProfilerConfig, SamplerHandle};

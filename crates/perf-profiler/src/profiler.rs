@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 
+use crate::BuildError;
 use crate::collect::{LatencyRecorder, Probe, ProcessCollector, collect_runtime};
-use crate::error::BuildError;
 use crate::health::{self, AlertEngine, AlertEvent, AlertRule, HealthReport, Threshold};
 use crate::report::Report;
 use crate::snapshot::Snapshot;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Room for the key and headers of one stored response, on top of its body (the store's
 /// weigher charges 64 bytes a header).

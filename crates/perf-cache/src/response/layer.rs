@@ -3,29 +3,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::{Extensions, HeaderMap, Method, Uri};
 use tower_layer::Layer;
 
 use super::config::HEAD_ALLOWANCE;
 use super::stored::Stored;
 use super::{ResponseCache, ResponseCacheConfig};
+use crate::BuildError;
 use crate::clock::{AnyClock, FastClock, TokioClock};
-use crate::error::BuildError;
 use crate::ttl::{CacheStats, TtlCache};
 
-/// The parts of a request the key and bypass functions see.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct RequestHead<'a> {
-    /// The method.
-    pub method: &'a Method,
-    /// The URI.
-    pub uri: &'a Uri,
-    /// The headers.
-    pub headers: &'a HeaderMap,
-    /// The extensions (an authenticated user, say).
-    pub extensions: &'a Extensions,
-}
+pub use perf_core::RequestHead;
 
 type KeyFn = Arc<dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync>;
 type BypassFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;

@@ -53,12 +53,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let shared = &self.layer.shared;
-        let head = RequestHead {
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            extensions: request.extensions(),
-        };
+        let head = RequestHead::of(&request);
         let method = request.method();
         if method != Method::GET && method != Method::HEAD {
             // A successful write to a resource makes its stored reads stale (RFC 9111 4.4).

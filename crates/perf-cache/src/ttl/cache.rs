@@ -13,8 +13,8 @@ use quick_cache::{Equivalent, Lifecycle, Weighter};
 use super::config::TtlConfig;
 use super::entry::{Entry, Freshness, Windows};
 use super::stats::{CacheStats, Counters, Telemetry};
+use crate::BuildError;
 use crate::clock::{Clock, FastClock};
-use crate::error::BuildError;
 
 type Weigh<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 type Store<K, V> = Cache<K, Entry<V>, EntryWeight<K, V>, RandomState, CountEvictions>;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Settings of a [`TtlCache`](super::TtlCache).
 ///

@@ -1,5 +1,5 @@
 use super::Encoding;
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Settings of the compression layer.
 ///

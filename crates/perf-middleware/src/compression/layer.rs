@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::{Compression, CompressionConfig, Encoding};
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Compresses responses; see the [module docs](super).
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use tokio::sync::futures::OwnedNotified;
 
 use super::Priority;
 use super::adaptive::{AdaptiveConfig, Aimd};
+use crate::BuildError;
 use crate::clock::{Clock, FastClock};
-use crate::error::BuildError;
 
 /// The admission state shared by every clone of a load-shedding layer: requests in flight,
 /// the limit (fixed, or adapted to observed latency), and the priority thresholds.

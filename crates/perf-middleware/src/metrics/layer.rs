@@ -6,8 +6,8 @@ use tower_layer::Layer;
 use super::RequestMetrics;
 use super::handles::{HandleCache, Names};
 use super::labels::{FromExtension, RouteGuard};
+use crate::BuildError;
 use crate::clock::FastClock;
-use crate::error::BuildError;
 
 /// Records request metrics; see the [module docs](super).
 #[derive(Debug, Clone)]

@@ -5,35 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, HeaderName};
-use http::{Extensions, HeaderMap, Method, Request, Uri};
 
-use crate::error::BuildError;
+use crate::BuildError;
 
-/// The parts of a request a key is taken from (everything but the body).
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct RequestHead<'a> {
-    /// The method.
-    pub method: &'a Method,
-    /// The URI.
-    pub uri: &'a Uri,
-    /// The headers.
-    pub headers: &'a HeaderMap,
-    /// The extensions (peer address, authenticated user...).
-    pub extensions: &'a Extensions,
-}
-
-impl<'a> RequestHead<'a> {
-    /// The head of `request`.
-    pub fn of<B>(request: &'a Request<B>) -> Self {
-        RequestHead {
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-            extensions: request.extensions(),
-        }
-    }
-}
+pub use perf_core::RequestHead;
 
 /// The peer's socket address, as a request extension. The server (or an axum `ConnectInfo`
 /// adapter) inserts it; [`PeerIp`] reads it.
@@ -331,6 +306,8 @@ impl IpNet {
 
 #[cfg(test)]
 mod tests {
+    use http::Request;
+
     use super::*;
 
     fn head_of(request: &Request<()>) -> RequestHead<'_> {

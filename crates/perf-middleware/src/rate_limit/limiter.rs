@@ -9,8 +9,8 @@ use foldhash::fast::RandomState;
 use super::Quota;
 use super::gcra::{self, Decision};
 use super::store::KeyedStore;
+use crate::BuildError;
 use crate::clock::{Clock, FastClock};
-use crate::error::BuildError;
 
 /// A GCRA rate limiter: lock-free per key, `Clone` (clones share state, so one limiter can
 /// serve several layers, routes and connections), with a bounded set of keys that forgets

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// How many requests a key may make: `count` per `period`, with bursts of up to `burst`.
 ///

@@ -1,7 +1,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Settings of a [`PgPool`](super::PgPool), with Go's `database/sql` knobs.
 ///

@@ -1,7 +1,7 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// Why a connection or a query failed.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use tokio_postgres::{NoTls, Row, Statement};
 use super::manager::{Connection, PgManager};
 use super::stats::{PgCounters, PgPoolStats};
 use super::{PgPoolConfig, PgPoolError};
-use crate::error::BuildError;
+use crate::BuildError;
 
 /// A PostgreSQL pool on deadpool-postgres with Go's `database/sql` limits; `Clone` shares it.
 ///

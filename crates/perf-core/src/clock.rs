@@ -98,3 +98,31 @@ impl Clock for AnyClock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tokio_clock_follows_the_paused_clock() {
+        let clock = TokioClock::new();
+        assert_eq!(clock.now_nanos(), 0);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(clock.now_nanos(), 1_500_000_000);
+        assert_eq!(AnyClock::Tokio(clock).now_nanos(), 1_500_000_000);
+    }
+
+    #[test]
+    fn the_fast_clock_moves_forward_in_step_with_the_os_clock() {
+        let clock = FastClock::new();
+        let started = std::time::Instant::now();
+        let first = clock.now_nanos();
+        std::thread::sleep(Duration::from_millis(20));
+        let elapsed = clock.now_nanos() - first;
+        let os = started.elapsed().as_nanos() as u64;
+        assert!(elapsed >= 19_000_000, "{elapsed}");
+        assert!(elapsed <= os + 2_000_000, "{elapsed} vs {os}");
+    }
+}
