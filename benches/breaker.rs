@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench breaker`
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -250,9 +252,7 @@ fn breakers(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion(Duration::from_secs(2));
     targets = breakers
 }
 criterion_main!(benches);

@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench cache`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -168,9 +170,7 @@ fn response_hits(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion(Duration::from_secs(2));
     targets = hits_in_process, response_hits
 }
 criterion_main!(benches);

@@ -179,9 +179,7 @@ fn request_metrics(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = common::criterion(Duration::from_secs(3));
     targets = compression, request_metrics
 }
 criterion_main!(benches);

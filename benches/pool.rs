@@ -11,6 +11,8 @@
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench pool`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -120,9 +122,7 @@ fn pg_checkout(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion(Duration::from_secs(2));
     targets = buffers, pg_checkout
 }
 criterion_main!(benches);

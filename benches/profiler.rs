@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench profiler`
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -41,9 +43,7 @@ fn overhead(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = common::criterion(Duration::from_secs(2));
     targets = overhead
 }
 criterion_main!(benches);
