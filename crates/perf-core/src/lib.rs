@@ -1,11 +1,12 @@
 //! What the PocWhisp-rs perf crates share, and nothing else: the [`BuildError`] every
-//! builder returns, the [`clock`]s of time-based layers, and the [`RequestHead`] that key,
-//! priority and bypass functions look at. Each perf crate re-exports what it uses, so users
-//! never need this crate by name.
+//! builder returns, the [`clock`]s of time-based layers, the [`RequestHead`] that key,
+//! priority and bypass functions look at, and the poison-tolerant [`sync`] locks the crates
+//! use inside. Each perf crate re-exports what its users need, so they never name this crate.
 
 pub mod clock;
 mod error;
 mod request;
+pub mod sync;
 
 pub use error::BuildError;
 pub use request::RequestHead;

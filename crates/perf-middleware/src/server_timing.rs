@@ -36,11 +36,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
+use perf_core::sync::lock;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -66,10 +67,7 @@ impl Timings {
 
     /// Records that stage `name` took `duration`. A stage recorded twice appears twice.
     pub fn record(&self, name: impl Into<Cow<'static, str>>, duration: Duration) {
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((name.into(), duration));
+        lock(&self.stages).push((name.into(), duration));
     }
 
     /// Starts timing stage `name`; the stage is recorded when the guard drops.
@@ -83,9 +81,7 @@ impl Timings {
 
     /// The stages recorded so far, in order.
     pub fn stages(&self) -> Vec<(String, Duration)> {
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.stages)
             .iter()
             .map(|(name, duration)| (name.to_string(), *duration))
             .collect()

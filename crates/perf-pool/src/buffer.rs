@@ -24,9 +24,10 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use perf_core::sync::lock;
 
 use crate::BuildError;
 use crate::stats::{Counters, PoolStats};
@@ -295,7 +296,3 @@ macro_rules! pooled_buffer {
 
 pooled_buffer!(PooledBuf<'_>);
 pooled_buffer!(OwnedPooledBuf);
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use perf_core::sync::lock;
 
 use crate::buffer::{BufferPool, PooledBuf};
 use crate::object::ObjectPool;
@@ -74,19 +76,12 @@ impl PoolManager {
     where
         F: Fn() -> PoolStats + Send + Sync + 'static,
     {
-        self.pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.into(), Arc::new(stats));
+        lock(&self.pools).insert(name.into(), Arc::new(stats));
     }
 
     /// Every registered pool's stats, by name.
     pub fn snapshot(&self) -> BTreeMap<String, PoolStats> {
-        let pools = self
-            .pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let pools = lock(&self.pools).clone();
         pools
             .into_iter()
             .map(|(name, stats)| (name, stats()))
@@ -97,15 +92,7 @@ impl PoolManager {
 impl fmt::Debug for PoolManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolManager")
-            .field(
-                "pools",
-                &self
-                    .pools
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .keys()
-                    .collect::<Vec<_>>(),
-            )
+            .field("pools", &lock(&self.pools).keys().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -30,10 +30,11 @@ use std::pin::Pin;
 use std::sync::atomic::{
     AtomicBool, AtomicU8, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
 };
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use perf_core::sync::lock;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
@@ -398,11 +399,7 @@ impl TaskPool {
             }
             state.waits.push_back(next.enqueued.elapsed());
             let abort = (next.launch)(self.clone());
-            *next
-                .slot
-                .abort
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(abort);
+            *lock(&next.slot.abort) = Some(abort);
         }
         state.queue.extend(skipped);
     }
@@ -422,10 +419,7 @@ impl TaskPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.state)
     }
 
     /// A snapshot of the queue, the running tasks and the outcomes so far.
@@ -511,13 +505,7 @@ impl<T> Drop for TaskHandle<T> {
             QUEUED => self.pool.lock().cancelled += 1,
             RUNNING => {
                 self.slot.cancel.0.store(true, Relaxed);
-                if let Some(abort) = self
-                    .slot
-                    .abort
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                {
+                if let Some(abort) = lock(&self.slot.abort).take() {
                     abort.abort();
                 }
                 self.pool.lock().cancelled += 1;

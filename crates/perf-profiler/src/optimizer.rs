@@ -8,9 +8,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use perf_core::sync::lock;
 use serde::Serialize;
 
 /// What an action works on.
@@ -119,20 +120,14 @@ impl Optimizer {
         Fut: Future<Output = Result<ActionOutcome, ActionError>> + Send + 'static,
     {
         let action: Action = Arc::new(move || Box::pin(action()));
-        self.actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((kind, name.into(), action));
+        lock(&self.actions).push((kind, name.into(), action));
     }
 
     /// Runs the actions `target` selects, one after another in registration order (they
     /// work on shared resources, so never at once); a failing action does not stop the
     /// others.
     pub async fn run(&self, target: Target) -> Vec<ActionReport> {
-        let actions: Vec<_> = self
-            .actions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let actions: Vec<_> = lock(&self.actions)
             .iter()
             .filter(|(kind, _, _)| target == Target::All || target == Target::Kind(*kind))
             .cloned()
@@ -159,7 +154,7 @@ impl Optimizer {
 
 impl fmt::Debug for Optimizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let actions = self.actions.lock().unwrap_or_else(PoisonError::into_inner);
+        let actions = lock(&self.actions);
         f.debug_struct("Optimizer")
             .field(
                 "actions",

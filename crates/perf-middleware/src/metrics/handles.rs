@@ -8,10 +8,11 @@
 //! no-op: install the recorder before the first request.
 
 use std::collections::HashMap;
-use std::sync::{OnceLock, PoisonError, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 use foldhash::fast::RandomState;
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
+use perf_core::sync::{read, write};
 
 use super::labels::Route;
 
@@ -83,18 +84,10 @@ impl HandleCache {
         f: impl FnOnce(&Handles) -> R,
     ) -> R {
         let key = labels.route_key() | u64::from(status.0);
-        if let Some(handles) = self
-            .by_status
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
+        if let Some(handles) = read(&self.by_status).get(&key) {
             return f(handles);
         }
-        let mut by_status = self
-            .by_status
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut by_status = write(&self.by_status);
         let handles = by_status.entry(key).or_insert_with(|| {
             let mut with_status = labels.labels();
             with_status.push(Label::new("status", status.1));
@@ -110,18 +103,11 @@ impl HandleCache {
     /// Adds `bytes` to the request-bytes counter of `labels`.
     pub(crate) fn request_bytes(&self, labels: &LabelSet, bytes: u64) {
         let key = labels.route_key();
-        if let Some(counter) = self
-            .request_bytes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
+        if let Some(counter) = read(&self.request_bytes).get(&key) {
             counter.increment(bytes);
             return;
         }
-        self.request_bytes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        write(&self.request_bytes)
             .entry(key)
             .or_insert_with(|| metrics::counter!(self.names.request_bytes.clone(), labels.labels()))
             .increment(bytes);

@@ -2,10 +2,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use http::{Method, StatusCode};
 use metrics::SharedString;
+use perf_core::sync::{read, write};
 
 use crate::rate_limit::RequestHead;
 
@@ -89,10 +90,10 @@ impl RouteGuard {
                 label: SharedString::from_shared(Arc::clone(label)),
             })
         };
-        if let Some(route) = known(&self.seen.read().unwrap_or_else(PoisonError::into_inner)) {
+        if let Some(route) = known(&read(&self.seen)) {
             return route;
         }
-        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = write(&self.seen);
         if let Some(route) = known(&seen) {
             return route;
         }

@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{PoisonError, RwLock};
 
 use foldhash::fast::RandomState;
+use perf_core::sync::{read, write};
 
 use super::gcra;
 
@@ -45,14 +46,10 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
         // independent.
         let hash = self.hasher.hash_one(key);
         let shard = &self.shards[(hash >> 58) as usize % SHARDS];
-        if let Some(tat) = shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
+        if let Some(tat) = read(shard).get(key) {
             return f(tat);
         }
-        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = write(shard);
         if !map.contains_key(key) && map.len() >= self.shard_capacity {
             make_room(&mut map, now, self.shard_capacity);
         }
@@ -61,19 +58,13 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
 
     /// Keys currently held.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|shard| read(shard).len()).sum()
     }
 
     /// Drops every refilled key now.
     pub(crate) fn sweep(&self, now: u64) {
         for shard in self.shards.iter() {
-            shard
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .retain(|_, tat| !gcra::is_replenished(tat.load(Relaxed), now));
+            write(shard).retain(|_, tat| !gcra::is_replenished(tat.load(Relaxed), now));
         }
     }
 }

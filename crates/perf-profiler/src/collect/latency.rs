@@ -5,10 +5,11 @@
 //! zero when a window turns over nor remember traffic from long ago.
 
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use perf_core::sync::lock;
 use tokio::time::Instant;
 
 use crate::snapshot::{Snapshot, names};
@@ -115,7 +116,7 @@ impl LatencyRecorder {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
-        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.windows)
     }
 }
 
