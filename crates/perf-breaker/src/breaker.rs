@@ -9,7 +9,7 @@ use std::sync::atomic::{
 };
 use std::time::Duration;
 
-use tokio::time::Instant;
+use perf_core::clock::{AnyClock, Clock};
 
 use crate::backoff;
 use crate::builder::Builder;
@@ -47,7 +47,7 @@ pub(crate) struct Inner {
     state_since_ms: AtomicU64,
     /// Last use on the breaker clock, kept only for keyed breakers' idle eviction.
     pub(crate) last_used_ms: AtomicU64,
-    epoch: Instant,
+    clock: AnyClock,
     config: Config,
     name: Arc<str>,
     listeners: Box<[Listener]>,
@@ -73,6 +73,7 @@ impl CircuitBreaker {
         config: Config,
         listeners: Box<[Listener]>,
         telemetry: Telemetry,
+        clock: AnyClock,
     ) -> Self {
         CircuitBreaker {
             inner: Arc::new(Inner {
@@ -87,7 +88,7 @@ impl CircuitBreaker {
                 transitions: AtomicU64::new(0),
                 state_since_ms: AtomicU64::new(0),
                 last_used_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
+                clock,
                 name: config.name.as_str().into(),
                 config,
                 listeners,
@@ -253,7 +254,7 @@ impl Inner {
     /// Milliseconds since the breaker was built.
     #[inline]
     pub(crate) fn now_ms(&self) -> u64 {
-        clock::millis_since(self.epoch)
+        clock::millis(&self.clock)
     }
 
     #[inline]
@@ -261,7 +262,10 @@ impl Inner {
         Ticket {
             generation: word.generation(),
             probe,
-            started: self.config.slow_call_threshold.map(|_| Instant::now()),
+            started: self
+                .config
+                .slow_call_threshold
+                .map(|_| self.clock.now_nanos()),
         }
     }
 
@@ -320,7 +324,10 @@ impl Inner {
             && ticket
                 .started
                 .zip(self.config.slow_call_threshold)
-                .is_some_and(|(started, threshold)| started.elapsed() >= threshold);
+                .is_some_and(|(started, threshold)| {
+                    u128::from(self.clock.now_nanos().saturating_sub(started))
+                        >= threshold.as_nanos()
+                });
         if failed {
             self.counters.failure();
         } else {

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use metrics::Label;
 
+use perf_core::clock::AnyClock;
+
 use crate::breaker::CircuitBreaker;
+use crate::clock;
 use crate::config::{Config, FailureRate};
 use crate::error::BuildError;
 use crate::telemetry::Telemetry;
@@ -35,6 +38,7 @@ use crate::transition::{Listener, Transition};
 pub struct Builder {
     config: Config,
     listeners: Vec<Listener>,
+    tokio_clock: bool,
 }
 
 impl Builder {
@@ -48,7 +52,16 @@ impl Builder {
         Builder {
             config,
             listeners: Vec::new(),
+            tokio_clock: false,
         }
+    }
+
+    /// Runs the breaker on tokio's clock instead of the CPU's time-stamp counter, so that
+    /// tests can pause and advance time (`tokio::time::pause`, `advance`). The default clock
+    /// is 2.6× cheaper to read, which the open path and slow-call timing feel.
+    pub fn tokio_clock(mut self) -> Self {
+        self.tokio_clock = true;
+        self
     }
 
     /// See [`Config::failure_threshold`].
@@ -142,6 +155,11 @@ impl Builder {
         Ok(self.build_with_labels(labels))
     }
 
+    /// A clock of the kind this builder's breakers use.
+    pub(crate) fn new_clock(&self) -> AnyClock {
+        clock::new(self.tokio_clock)
+    }
+
     /// Builds a breaker from an already validated configuration.
     pub(crate) fn build_with_labels(&self, labels: Vec<Label>) -> CircuitBreaker {
         let telemetry = Telemetry::new(&self.config.metrics_prefix, labels);
@@ -149,6 +167,7 @@ impl Builder {
             self.config.clone(),
             self.listeners.clone().into_boxed_slice(),
             telemetry,
+            self.new_clock(),
         )
     }
 }
@@ -164,6 +183,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("config", &self.config)
             .field("listeners", &self.listeners.len())
+            .field("tokio_clock", &self.tokio_clock)
             .finish()
     }
 }

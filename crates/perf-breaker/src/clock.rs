@@ -1,16 +1,19 @@
-//! The breaker clock: tokio's `Instant`, so tests can pause and advance it, read as whole
-//! milliseconds since an epoch so that times fit in the state word.
+//! The breaker clock: perf-core's [`FastClock`] (or [`TokioClock`] where tests pause time),
+//! read as whole milliseconds since the clock's epoch so that times fit in the state word.
 
-use tokio::time::Instant;
+use perf_core::clock::{AnyClock, Clock, FastClock, TokioClock};
 
-/// Milliseconds from `epoch` to now, saturating.
+/// The clock a builder asked for.
+pub(crate) fn new(tokio: bool) -> AnyClock {
+    if tokio {
+        AnyClock::Tokio(TokioClock::new())
+    } else {
+        AnyClock::Fast(FastClock::new())
+    }
+}
+
+/// Milliseconds since `clock`'s epoch.
 #[inline]
-pub(crate) fn millis_since(epoch: Instant) -> u64 {
-    let elapsed = Instant::now().saturating_duration_since(epoch);
-    // u64 arithmetic rather than `as_millis`, which goes through u128: this is on the open
-    // (rejecting) path.
-    elapsed
-        .as_secs()
-        .saturating_mul(1000)
-        .saturating_add(u64::from(elapsed.subsec_millis()))
+pub(crate) fn millis(clock: &AnyClock) -> u64 {
+    clock.now_nanos() / 1_000_000
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use metrics::Label;
+use perf_core::clock::AnyClock;
 use quick_cache::sync::Cache;
-use tokio::time::Instant;
 
 use crate::breaker::CircuitBreaker;
 use crate::builder::Builder;
@@ -49,7 +49,7 @@ struct KeyedInner<K> {
     breakers: Cache<K, CircuitBreaker>,
     idle_ms: u64,
     last_sweep_ms: AtomicU64,
-    epoch: Instant,
+    clock: AnyClock,
     key_label: Option<KeyLabel<K>>,
 }
 
@@ -143,7 +143,7 @@ where
     K: Hash + Eq + Clone,
 {
     fn now_ms(&self) -> u64 {
-        clock::millis_since(self.epoch)
+        clock::millis(&self.clock)
     }
 
     fn create(&self, key: &K) -> CircuitBreaker {
@@ -248,11 +248,11 @@ where
         }
         Ok(KeyedCircuitBreaker {
             inner: Arc::new(KeyedInner {
+                clock: self.template.new_clock(),
                 template: self.template,
                 breakers: Cache::new(self.max_keys),
                 idle_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
                 last_sweep_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
                 key_label: self.key_label,
             }),
         })

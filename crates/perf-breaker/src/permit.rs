@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use tokio::time::Instant;
-
 use crate::breaker::{CircuitBreaker, Inner};
 
 /// What the breaker needs to know about an admitted call when its outcome comes back.
@@ -13,8 +11,9 @@ pub(crate) struct Ticket {
     pub(crate) generation: u16,
     /// Whether this call holds a half-open probe slot.
     pub(crate) probe: bool,
-    /// When the call began; only taken when slow calls are counted.
-    pub(crate) started: Option<Instant>,
+    /// When the call began, in nanoseconds on the breaker clock; only taken when slow calls
+    /// are counted.
+    pub(crate) started: Option<u64>,
 }
 
 /// The right to make one call, borrowed from a [`CircuitBreaker`].

@@ -7,7 +7,12 @@ use tokio::time::advance;
 
 fn keyed(max_keys: usize, idle: Duration) -> KeyedCircuitBreaker<u64> {
     KeyedCircuitBreaker::builder()
-        .template(CircuitBreaker::builder().failure_threshold(1).jitter(0.0))
+        .template(
+            CircuitBreaker::builder()
+                .tokio_clock()
+                .failure_threshold(1)
+                .jitter(0.0),
+        )
         .max_keys(max_keys)
         .idle_timeout(idle)
         .build()

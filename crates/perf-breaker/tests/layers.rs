@@ -14,6 +14,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn breaker(failures: u32) -> CircuitBreaker {
     CircuitBreaker::builder()
+        .tokio_clock()
         .failure_threshold(failures)
         .open_duration(Duration::from_millis(2500))
         .jitter(0.0)
@@ -180,7 +181,7 @@ async fn http_layer_counts_inner_errors_and_inner_timeouts() {
 #[tokio::test(start_paused = true)]
 async fn keyed_http_layer_isolates_hosts() {
     let breakers = KeyedCircuitBreaker::builder()
-        .template(CircuitBreaker::builder().failure_threshold(1))
+        .template(CircuitBreaker::builder().tokio_clock().failure_threshold(1))
         .build()
         .unwrap();
     let host = |request: &Request<()>| {
@@ -212,7 +213,7 @@ async fn keyed_http_layer_isolates_hosts() {
 #[tokio::test(start_paused = true)]
 async fn generic_keyed_layer_isolates_keys() {
     let breakers = KeyedCircuitBreaker::builder()
-        .template(CircuitBreaker::builder().failure_threshold(1))
+        .template(CircuitBreaker::builder().tokio_clock().failure_threshold(1))
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()

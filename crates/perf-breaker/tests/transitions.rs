@@ -13,6 +13,7 @@ const OPEN: Duration = Duration::from_secs(10);
 
 fn builder() -> Builder {
     CircuitBreaker::builder()
+        .tokio_clock()
         .failure_threshold(3)
         .open_duration(OPEN)
         .max_open_duration(Duration::from_secs(80))
@@ -398,4 +399,19 @@ async fn stats_count_every_outcome_and_time_in_state() {
         "a rejected acquire is not a cancelled call"
     );
     assert_eq!(stats.time_in_state, Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_tokio_clock_the_open_period_runs_on_the_cpu_clock() {
+    let breaker = CircuitBreaker::builder()
+        .failure_threshold(1)
+        .open_duration(OPEN)
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().failure();
+    tokio::time::advance(OPEN * 2).await;
+    assert!(
+        breaker.try_acquire().is_err(),
+        "advancing tokio's paused clock must not end an open period timed by FastClock"
+    );
 }
