@@ -6,8 +6,9 @@
 //!   lists compete; at 1 MiB an allocation is an `mmap` and pooling pays.
 //!
 //! * `pool/pg_checkout`: take a warm idle connection and give it back, through `PgPool` and
-//!   through bare deadpool-postgres, against the PostgreSQL at 127.0.0.1:5432 (skipped with a
-//!   message when none answers). Both recycle with deadpool's fast check.
+//!   through bare deadpool-postgres, and through deadpool-postgres with PgPool's wait, create
+//!   and recycle timeouts, against the PostgreSQL at 127.0.0.1:5432 (skipped with a message
+//!   when none answers). All recycle with deadpool's fast check.
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench pool`
 
@@ -94,16 +95,32 @@ fn pg_checkout(c: &mut Criterion) {
             return;
         }
     };
-    let bare = deadpool_postgres::Config {
-        url: Some(DATABASE.to_owned()),
-        ..deadpool_postgres::Config::default()
-    }
-    .create_pool(
-        Some(deadpool_postgres::Runtime::Tokio1),
-        tokio_postgres::NoTls,
-    )
-    .expect("valid config");
-    runtime.block_on(async { drop(bare.get().await.expect("a connection")) });
+    let deadpool = |timeouts| {
+        let pool = deadpool_postgres::Config {
+            url: Some(DATABASE.to_owned()),
+            pool: Some(deadpool_postgres::PoolConfig {
+                max_size: 4,
+                timeouts,
+                ..deadpool_postgres::PoolConfig::default()
+            }),
+            ..deadpool_postgres::Config::default()
+        }
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .expect("valid config");
+        runtime.block_on(async { drop(pool.get().await.expect("a connection")) });
+        pool
+    };
+    let bare = deadpool(deadpool_postgres::Timeouts::default());
+    // PgPool's default 5 s wait, create and recycle timeouts, so this row isolates what
+    // PgPool adds beyond them.
+    let timed = deadpool(deadpool_postgres::Timeouts {
+        wait: Some(Duration::from_secs(5)),
+        create: Some(Duration::from_secs(5)),
+        recycle: Some(Duration::from_secs(5)),
+    });
 
     let mut group = c.benchmark_group("pool/pg_checkout");
     group.throughput(Throughput::Elements(1));
@@ -112,11 +129,16 @@ fn pg_checkout(c: &mut Criterion) {
             runtime.block_on(async { drop(black_box(ours.get().await.expect("a connection"))) })
         })
     });
-    group.bench_function("deadpool-postgres", |b| {
-        b.iter(|| {
-            runtime.block_on(async { drop(black_box(bare.get().await.expect("a connection"))) })
-        })
-    });
+    for (name, pool) in [
+        ("deadpool-postgres", &bare),
+        ("deadpool-postgres with timeouts", &timed),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async { drop(black_box(pool.get().await.expect("a connection"))) })
+            })
+        });
+    }
     group.finish();
 }
 

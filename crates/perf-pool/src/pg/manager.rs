@@ -8,18 +8,21 @@
 //! opens a fresh one.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
+use perf_core::clock::{Clock, FastClock};
 
 use super::stats::PgCounters;
 
-/// A pooled connection and when it was last given back.
+/// A pooled connection, when it was opened and when it was last given back (nanoseconds on
+/// the manager's clock).
 #[derive(Debug)]
 pub struct Connection {
     pub(crate) client: ClientWrapper,
-    pub(crate) returned_at: Instant,
+    created_nanos: u64,
+    pub(crate) returned_nanos: u64,
 }
 
 #[derive(Debug)]
@@ -28,6 +31,8 @@ pub(crate) struct PgManager {
     pub(crate) lifetime: Option<Duration>,
     pub(crate) idle_time: Option<Duration>,
     pub(crate) counters: Arc<PgCounters>,
+    /// Read at every checkout and return, so the cheap one (see `docs/PERFORMANCE.md`).
+    pub(crate) clock: FastClock,
 }
 
 /// Why a connection is no longer worth keeping.
@@ -38,17 +43,18 @@ pub(crate) enum Expiry {
 }
 
 impl PgManager {
-    /// Whether `connection`, created at `created`, has expired; one clock read.
-    pub(crate) fn expiry(&self, connection: &Connection, created: Instant) -> Option<Expiry> {
-        let now = Instant::now();
+    /// Whether `connection` has expired; one clock read.
+    pub(crate) fn expiry(&self, connection: &Connection) -> Option<Expiry> {
+        let now = self.clock.now_nanos();
+        let since = |then: u64| Duration::from_nanos(now.saturating_sub(then));
         if self
             .lifetime
-            .is_some_and(|lifetime| now.saturating_duration_since(created) >= lifetime)
+            .is_some_and(|lifetime| since(connection.created_nanos) >= lifetime)
         {
             Some(Expiry::Lifetime)
         } else if self
             .idle_time
-            .is_some_and(|idle| now.saturating_duration_since(connection.returned_at) >= idle)
+            .is_some_and(|idle| since(connection.returned_nanos) >= idle)
         {
             Some(Expiry::Idle)
         } else {
@@ -63,9 +69,11 @@ impl Manager for PgManager {
 
     async fn create(&self) -> Result<Connection, tokio_postgres::Error> {
         let client = self.inner.create().await?;
+        let now = self.clock.now_nanos();
         Ok(Connection {
             client,
-            returned_at: Instant::now(),
+            created_nanos: now,
+            returned_nanos: now,
         })
     }
 
@@ -74,7 +82,7 @@ impl Manager for PgManager {
         connection: &mut Connection,
         metrics: &Metrics,
     ) -> RecycleResult<tokio_postgres::Error> {
-        match self.expiry(connection, metrics.created) {
+        match self.expiry(connection) {
             Some(Expiry::Lifetime) => {
                 self.counters.closed_lifetime();
                 Err(RecycleError::message(

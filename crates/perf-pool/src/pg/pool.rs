@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool};
 use deadpool_postgres::{ManagerConfig, RecyclingMethod};
+use perf_core::clock::{Clock, FastClock};
 use perf_core::sync::lock;
 use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
@@ -62,6 +63,7 @@ impl PgPool {
             lifetime: config.conn_max_lifetime,
             idle_time: config.conn_max_idle_time,
             counters: Arc::clone(&counters),
+            clock: FastClock::new(),
         };
         let pool = Pool::builder(manager)
             .max_size(config.max_open_conns)
@@ -93,10 +95,12 @@ impl PgPool {
     /// [`PgPoolError::WaitTimeout`] (or the create/recycle timeouts) and connection errors.
     pub async fn get(&self) -> Result<PgConn, PgPoolError> {
         let inner = &*self.inner;
-        let started = Instant::now();
+        let clock = &inner.pool.manager().clock;
+        let started = clock.now_nanos();
         match inner.pool.get().await {
             Ok(object) => {
-                inner.counters.checkout(started.elapsed());
+                let waited = clock.now_nanos().saturating_sub(started);
+                inner.counters.checkout(Duration::from_nanos(waited));
                 Ok(PgConn {
                     object: Some(object),
                     pool: self.clone(),
@@ -137,8 +141,9 @@ impl PgPool {
         let manager = inner.pool.manager();
         let mut kept = 0;
         let mut surplus = 0;
-        let result = inner.pool.retain(|connection, metrics| {
-            match manager.expiry(connection, metrics.created) {
+        let result = inner
+            .pool
+            .retain(|connection, _metrics| match manager.expiry(connection) {
                 Some(super::manager::Expiry::Lifetime) => {
                     inner.counters.closed_lifetime();
                     false
@@ -155,8 +160,7 @@ impl PgPool {
                     kept += 1;
                     true
                 }
-            }
-        });
+            });
         inner.counters.closed_surplus(surplus);
         result.removed.len()
     }
@@ -320,7 +324,7 @@ impl Drop for PgConn {
     fn drop(&mut self) {
         if let Some(mut object) = self.object.take() {
             // The idle clock starts now; dropping the object returns it to the pool.
-            object.returned_at = Instant::now();
+            object.returned_nanos = self.pool.inner.pool.manager().clock.now_nanos();
         }
     }
 }
