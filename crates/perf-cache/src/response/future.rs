@@ -9,11 +9,11 @@ use http::response::Parts;
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::policy::response_ttl;
 use super::stored::{Outcome, Stored, X_CACHE, not_modified};
 use super::{CacheBody, ResponseCacheLayer, key, validators};
+use crate::clock::Clock;
 
 /// What a miss needs to know when its response comes back.
 #[derive(Debug)]
@@ -194,7 +194,8 @@ fn stale_stand_in(
     let vary = shared.vary.get(&miss.primary)?;
     let variant = key::variant(&miss.primary, &vary, &miss.request_headers);
     let stored = shared.store.get_stale(&variant)?;
-    Some(stored.answer(&miss.request_headers, miss.head_only, Outcome::Stale))
+    let now = shared.clock.now_nanos();
+    Some(stored.answer(&miss.request_headers, miss.head_only, Outcome::Stale, now))
 }
 
 /// A response the cache reads in full: one it might store or tag, of a known size within
@@ -246,7 +247,7 @@ fn finish(
             status: parts.status,
             headers: parts.headers.clone(),
             body: data.clone(),
-            stored_at: Instant::now(),
+            stored_at: shared.clock.now_nanos(),
         };
         shared
             .store

@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) config: ResponseCacheConfig,
     pub(crate) key: Option<KeyFn>,
     pub(crate) bypass: Option<BypassFn>,
+    /// The stores' clock, also timing `Age`.
+    pub(crate) clock: AnyClock,
 }
 
 /// Resources whose `Vary` names are remembered; each is a few dozen bytes.
@@ -76,7 +78,7 @@ impl ResponseCacheLayer {
             .name(format!("{}_vary", config.name))
             .capacity(VARY_INDEX_ENTRIES)
             .ttl(Duration::from_secs(24 * 3600))
-            .clock(clock)
+            .clock(clock.clone())
             .build()?;
         Ok(ResponseCacheLayer {
             shared: Arc::new(Shared {
@@ -85,6 +87,7 @@ impl ResponseCacheLayer {
                 config,
                 key: None,
                 bypass: None,
+                clock,
             }),
         })
     }
@@ -117,6 +120,7 @@ impl ResponseCacheLayer {
             config: shared.config.clone(),
             key: shared.key.clone(),
             bypass: shared.bypass.clone(),
+            clock: shared.clock.clone(),
         });
         let mut shared = shared;
         change(&mut shared);

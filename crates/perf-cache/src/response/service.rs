@@ -9,6 +9,7 @@ use super::layer::RequestHead;
 use super::policy::request_policy;
 use super::stored::Outcome;
 use super::{CacheBody, ResponseCacheLayer, key};
+use crate::clock::Clock;
 
 /// A service whose GET responses are cached; built by [`ResponseCacheLayer`].
 #[derive(Debug, Clone)]
@@ -72,7 +73,9 @@ where
         {
             let variant = key::variant(&primary, &vary, request.headers());
             if let Some(stored) = shared.store.get(&variant) {
-                let (response, body) = stored.answer(request.headers(), head_only, Outcome::Hit);
+                let now = shared.clock.now_nanos();
+                let (response, body) =
+                    stored.answer(request.headers(), head_only, Outcome::Hit, now);
                 return ResponseFuture::ready(response, body);
             }
         }

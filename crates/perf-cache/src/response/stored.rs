@@ -3,17 +3,17 @@
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
-use tokio::time::Instant;
 
 use super::validators;
 
-/// A cached response: head and body, and when it was stored (for `Age`).
+/// A cached response: head and body, and when it was stored (for `Age`), in nanoseconds on
+/// the layer's clock.
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
-    pub(crate) stored_at: Instant,
+    pub(crate) stored_at: u64,
 }
 
 pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -37,18 +37,20 @@ impl Outcome {
 }
 
 impl Stored {
-    /// The answer to a request from this stored response: `304` if its validators match,
-    /// the full response otherwise (without a body for `HEAD`).
+    /// The answer to a request from this stored response at `now` (nanoseconds on the
+    /// layer's clock): `304` if its validators match, the full response otherwise (without
+    /// a body for `HEAD`).
     pub(crate) fn answer(
         &self,
         request: &HeaderMap,
         head_only: bool,
         outcome: Outcome,
+        now: u64,
     ) -> (Response<()>, Option<Bytes>) {
         let mut response = Response::new(());
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers.clone();
-        let age = self.stored_at.elapsed().as_secs();
+        let age = now.saturating_sub(self.stored_at) / 1_000_000_000;
         response.headers_mut().insert(AGE, HeaderValue::from(age));
         response.headers_mut().insert(X_CACHE, outcome.header());
         if validators::not_modified(request, &self.headers) {
