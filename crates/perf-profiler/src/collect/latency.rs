@@ -20,8 +20,14 @@ const MAX_MICROS: u64 = 3_600_000_000;
 /// Records request latencies; `Clone` shares the record.
 #[derive(Debug, Clone)]
 pub struct LatencyRecorder {
-    windows: Arc<Mutex<Windows>>,
-    active: Arc<AtomicI64>,
+    shared: Arc<Shared>,
+}
+
+/// One allocation for both, so a [`RequestTimer`] clones one `Arc`.
+#[derive(Debug)]
+struct Shared {
+    windows: Mutex<Windows>,
+    active: AtomicI64,
 }
 
 #[derive(Debug)]
@@ -56,30 +62,37 @@ impl LatencyRecorder {
     pub fn new(window: Duration) -> Self {
         let now = Instant::now();
         LatencyRecorder {
-            windows: Arc::new(Mutex::new(Windows {
-                span: window.max(Duration::from_millis(1)),
-                current: Window::new(now),
-                previous: Window::new(now),
-            })),
-            active: Arc::default(),
+            shared: Arc::new(Shared {
+                windows: Mutex::new(Windows {
+                    span: window.max(Duration::from_millis(1)),
+                    current: Window::new(now),
+                    previous: Window::new(now),
+                }),
+                active: AtomicI64::new(0),
+            }),
         }
     }
 
     /// Records one finished request.
     #[inline]
     pub fn record(&self, latency: Duration, failed: bool) {
+        self.record_at(latency, failed, Instant::now());
+    }
+
+    /// Records one request that finished at `now`.
+    fn record_at(&self, latency: Duration, failed: bool, now: Instant) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MICROS);
         let mut windows = self.lock();
-        windows.rotate(Instant::now());
+        windows.rotate(now);
         windows.current.histogram.saturating_record(micros);
         windows.current.errors += u64::from(failed);
     }
 
     /// Starts timing a request; it counts as active until the timer finishes or drops.
     pub fn start(&self) -> RequestTimer {
-        self.active.fetch_add(1, Relaxed);
+        self.shared.active.fetch_add(1, Relaxed);
         RequestTimer {
             recorder: self.clone(),
             started: Instant::now(),
@@ -90,7 +103,7 @@ impl LatencyRecorder {
     pub fn collect(&self, snapshot: &mut Snapshot) {
         snapshot.set(
             names::ACTIVE_REQUESTS,
-            self.active.load(Relaxed).max(0) as f64,
+            self.shared.active.load(Relaxed).max(0) as f64,
         );
         let mut windows = self.lock();
         let now = Instant::now();
@@ -116,7 +129,7 @@ impl LatencyRecorder {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
-        lock(&self.windows)
+        lock(&self.shared.windows)
     }
 }
 
@@ -151,7 +164,10 @@ pub struct RequestTimer {
 impl RequestTimer {
     /// Records the request as finished, failed or not.
     pub fn finish(self, failed: bool) {
-        self.recorder.record(self.started.elapsed(), failed);
+        // One clock read serves as the end of the request and as the time of the record.
+        let now = Instant::now();
+        self.recorder
+            .record_at(now.saturating_duration_since(self.started), failed, now);
     }
 }
 
@@ -159,6 +175,6 @@ impl Drop for RequestTimer {
     fn drop(&mut self) {
         // Finished or cancelled, the request is no longer active; only `finish` records a
         // latency sample.
-        self.recorder.active.fetch_sub(1, Relaxed);
+        self.recorder.shared.active.fetch_sub(1, Relaxed);
     }
 }
