@@ -216,13 +216,7 @@ impl Config {
         if self.name.is_empty() {
             return Err(BuildError::new("name", "must not be empty"));
         }
-        if !is_metric_name(&self.metrics_prefix) {
-            return Err(BuildError::new(
-                "metrics_prefix",
-                "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-            ));
-        }
-        Ok(())
+        perf_core::metric_name::validate_prefix("metrics_prefix", &self.metrics_prefix)
     }
 }
 
@@ -259,14 +253,6 @@ impl FailureRate {
             _ => Ok(()),
         }
     }
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use perf_cache::response::{ResponseCacheConfig, ResponseCacheLayer};
+use perf_cache::response::{ResponseCacheBuilder, ResponseCacheConfig, ResponseCacheLayer};
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -41,7 +41,11 @@ fn json(body: &str) -> Response<Full<Bytes>> {
 }
 
 fn layer() -> ResponseCacheLayer {
-    ResponseCacheLayer::with_tokio_clock(ResponseCacheConfig::default()).unwrap()
+    builder().build().unwrap()
+}
+
+fn builder() -> ResponseCacheBuilder {
+    ResponseCacheLayer::builder().tokio_clock()
 }
 
 async fn get<S>(
@@ -181,12 +185,15 @@ async fn private_set_cookie_and_no_store_responses_are_never_stored() {
 #[tokio::test(start_paused = true)]
 async fn keyed_per_user_private_responses_are_cached_per_user() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let layer = layer().key_fn(|head| {
-        head.headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let layer = builder()
+        .key_fn(|head| {
+            head.headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .build()
+        .unwrap();
     let origin: Origin = Arc::new(|request, _| {
         let user = request.headers()["authorization"]
             .to_str()
@@ -300,7 +307,10 @@ async fn large_unknown_and_head_responses_are_handled() {
         capacity_bytes: 4096,
         ..ResponseCacheConfig::default()
     };
-    let layer = ResponseCacheLayer::with_tokio_clock(config).unwrap();
+    let layer = ResponseCacheBuilder::from_config(config)
+        .tokio_clock()
+        .build()
+        .unwrap();
     let origin: Origin = Arc::new(|request, _| {
         json(if request.uri().path() == "/big" {
             "{\"a\":\"0123456789abcdef\"}"
@@ -345,7 +355,10 @@ fn invalid_configuration_is_a_build_error() {
 #[tokio::test(start_paused = true)]
 async fn bypassed_requests_never_touch_the_cache() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let layer = layer().bypass(|head| head.uri.path().starts_with("/live"));
+    let layer = builder()
+        .bypass(|head| head.uri.path().starts_with("/live"))
+        .build()
+        .unwrap();
     let mut service = cached(
         &layer,
         &calls,
@@ -362,4 +375,123 @@ async fn bypassed_requests_never_touch_the_cache() {
     assert_eq!(get(&mut service, "/stored", &[]).await.1["x-cache"], "HIT");
     assert_eq!(calls.load(SeqCst), 4);
     assert_eq!(layer.stats().entries, 1);
+}
+
+/// An origin that answers each caller with its own `Authorization`, so a leak shows.
+fn echo_user(cache_control: Option<&'static str>) -> Origin {
+    Arc::new(move |request, _| {
+        let user = request
+            .headers()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut response = json(&format!("{{\"user\":\"{user}\"}}"));
+        if let Some(value) = cache_control {
+            response
+                .headers_mut()
+                .insert("cache-control", value.parse().unwrap());
+        }
+        response
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_to_credentials_stay_out_of_shared_entries() {
+    for cookie_or_token in [("authorization", "Bearer alice"), ("cookie", "sid=alice")] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut service = cached(&layer(), &calls, echo_user(None));
+        let (_, first, _) = get(&mut service, "/me", &[cookie_or_token]).await;
+        assert_eq!(first["x-cache"], "MISS");
+        // Nobody, not even the same caller, is answered from a shared entry with it.
+        let (_, anonymous, body) = get(&mut service, "/me", &[]).await;
+        assert_eq!(anonymous["x-cache"], "MISS", "{cookie_or_token:?}");
+        assert!(!String::from_utf8_lossy(&body).contains("alice"));
+        let (_, again, _) = get(&mut service, "/me", &[cookie_or_token]).await;
+        assert_eq!(again["x-cache"], "MISS", "{cookie_or_token:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_credentialed_request_is_not_answered_from_an_anonymous_entry_unless_public() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = cached(&layer(), &calls, echo_user(None));
+    get(&mut service, "/page", &[]).await;
+    assert_eq!(get(&mut service, "/page", &[]).await.1["x-cache"], "HIT");
+    let (_, with_token, _) =
+        get(&mut service, "/page", &[("authorization", "Bearer bob")]).await;
+    assert_eq!(with_token["x-cache"], "MISS");
+
+    let mut public = cached(&layer(), &calls, echo_user(Some("public, max-age=60")));
+    get(&mut public, "/doc", &[("authorization", "Bearer bob")]).await;
+    let (_, hit, _) = get(&mut public, "/doc", &[("authorization", "Bearer carol")]).await;
+    assert_eq!(hit["x-cache"], "HIT", "the origin allowed it with public");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_the_key_function_does_not_key_uses_shared_rules() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // Keys only requests with `x-user`; others fall back to the shared entries.
+    let layer = builder()
+        .key_fn(|head| {
+            head.headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .build()
+        .unwrap();
+    let mut service = cached(&layer, &calls, echo_user(Some("private, max-age=60")));
+    get(&mut service, "/me", &[("authorization", "Bearer alice")]).await;
+    let (_, headers, body) = get(&mut service, "/me", &[]).await;
+    assert_eq!(headers["x-cache"], "MISS", "a private answer was shared");
+    assert!(!String::from_utf8_lossy(&body).contains("alice"));
+    get(&mut service, "/me", &[("x-user", "u1")]).await;
+    assert_eq!(
+        get(&mut service, "/me", &[("x-user", "u1")]).await.1["x-cache"],
+        "HIT",
+        "keyed requests keep their private entries"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn virtual_hosts_do_not_share_entries() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let origin: Origin = Arc::new(|request, _| {
+        json(&format!(
+            "{{\"host\":\"{}\"}}",
+            request.headers()["host"].to_str().unwrap()
+        ))
+    });
+    let mut service = cached(&layer(), &calls, origin);
+    get(&mut service, "/", &[("host", "a.example")]).await;
+    let (_, headers, body) = get(&mut service, "/", &[("host", "b.example")]).await;
+    assert_eq!(headers["x-cache"], "MISS");
+    assert_eq!(body, "{\"host\":\"b.example\"}");
+    assert_eq!(
+        get(&mut service, "/", &[("host", "a.example")]).await.1["x-cache"],
+        "HIT"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_stored_success_becomes_not_modified() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let origin: Origin = Arc::new(|_, _| {
+        let mut response = json("{\"error\":\"not_found\"}");
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+            .headers_mut()
+            .insert("etag", "\"gone\"".parse().unwrap());
+        response
+    });
+    let mut service = cached(&layer(), &calls, origin);
+    for _ in 0..2 {
+        let (status, _, _) =
+            get(&mut service, "/missing", &[("if-none-match", "*")]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) =
+            get(&mut service, "/missing", &[("if-none-match", "\"gone\"")]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(calls.load(SeqCst), 1, "the 404 was stored and hit");
 }

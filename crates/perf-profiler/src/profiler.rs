@@ -82,6 +82,7 @@ impl Profiler {
                 "must hold at least one interval",
             ));
         }
+        perf_core::metric_name::validate_prefix("metrics_prefix", &config.metrics_prefix)?;
         let capacity =
             (config.retention.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize;
         Ok(Profiler {

@@ -10,7 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::policy::response_ttl;
+use super::policy::{Scope, answers_credentials, response_ttl};
 use super::stored::{Outcome, Stored, X_CACHE, not_modified};
 use super::{CacheBody, ResponseCacheLayer, key, validators};
 use crate::clock::Clock;
@@ -25,8 +25,8 @@ pub(crate) struct Miss {
     pub(crate) store: bool,
     /// A HEAD request: there is no body to read, tag or store.
     pub(crate) head_only: bool,
-    /// The cache is keyed per user, so private responses may be stored.
-    pub(crate) keyed: bool,
+    /// Whose entry the request reads and writes.
+    pub(crate) scope: Scope,
 }
 
 pin_project! {
@@ -193,7 +193,10 @@ fn stale_stand_in(
     let shared = &layer.shared;
     let vary = shared.vary.get(&miss.primary)?;
     let variant = key::variant(&miss.primary, &vary, &miss.request_headers);
-    let stored = shared.store.get_stale(&variant)?;
+    let stored = shared
+        .store
+        .get_stale(&variant)
+        .filter(|stored| stored.serves(miss.scope))?;
     let now = shared.clock.now_nanos();
     Some(stored.answer(&miss.request_headers, miss.head_only, Outcome::Stale, now))
 }
@@ -232,7 +235,7 @@ fn finish(
         parts.status,
         &parts.headers,
         shared.config.default_ttl,
-        miss.keyed,
+        miss.scope,
     );
     let vary = key::vary_names(&parts.headers);
     if let (true, true, Some(ttl), Some(vary)) = (complete, miss.store, ttl, vary) {
@@ -248,6 +251,7 @@ fn finish(
             headers: parts.headers.clone(),
             body: data.clone(),
             stored_at: shared.clock.now_nanos(),
+            answers_credentials: answers_credentials(&parts.headers),
         };
         shared
             .store
@@ -255,7 +259,8 @@ fn finish(
     }
     parts.headers.insert(X_CACHE, Outcome::Miss.header());
     let head = Response::from_parts(parts, ());
-    if complete && validators::not_modified(&miss.request_headers, head.headers()) {
+    if complete && validators::not_modified(&miss.request_headers, head.status(), head.headers())
+    {
         return not_modified(head).map(|()| None);
     }
     head.map(|()| Some(data))

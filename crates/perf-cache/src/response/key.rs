@@ -1,11 +1,16 @@
 //! Cache keys: the resource, then the variant the `Vary` headers select.
 
-use http::header::{ACCEPT_ENCODING, HeaderName};
+use http::header::{ACCEPT_ENCODING, HOST, HeaderName};
 use http::{HeaderMap, Uri};
 
-/// The resource: path, query parameters in sorted order (so `?a=1&b=2` and `?b=2&a=1` are
-/// one entry), and the configured extra key (a user, a tenant).
-pub(crate) fn primary(uri: &Uri, extra: Option<&str>) -> String {
+/// The resource: scheme and host (so two virtual hosts behind one process never share an
+/// entry), path, query parameters in sorted order (so `?a=1&b=2` and `?b=2&a=1` are one
+/// entry), and the configured extra key (a user, a tenant).
+///
+/// The parts are separated by newlines, which neither a URI nor a header value can hold,
+/// so no host, path or query can be written to look like another's key; the extra key,
+/// which the application chooses, goes last with its length in front.
+pub(crate) fn primary(uri: &Uri, headers: &HeaderMap, extra: Option<&str>) -> String {
     let mut pairs: Vec<&str> = uri
         .query()
         .unwrap_or_default()
@@ -13,14 +18,25 @@ pub(crate) fn primary(uri: &Uri, extra: Option<&str>) -> String {
         .filter(|pair| !pair.is_empty())
         .collect();
     pairs.sort_unstable();
-    let mut key = String::with_capacity(uri.path().len() + 32);
+    let host = uri
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| headers.get(HOST).and_then(|value| value.to_str().ok()))
+        .unwrap_or_default();
+    let mut key = String::with_capacity(host.len() + uri.path().len() + 40);
+    key.push_str(uri.scheme_str().unwrap_or("-"));
+    key.push('\n');
+    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    key.push('\n');
     key.push_str(uri.path());
     if !pairs.is_empty() {
         key.push('?');
         key.push_str(&pairs.join("&"));
     }
     if let Some(extra) = extra {
-        key.push('#');
+        key.push('\n');
+        key.push_str(&extra.len().to_string());
+        key.push(':');
         key.push_str(extra);
     }
     key
@@ -86,13 +102,51 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 mod tests {
     use super::*;
 
+    fn host(name: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, name.parse().unwrap());
+        headers
+    }
+
     #[test]
     fn query_order_does_not_matter_but_values_do() {
-        let a = primary(&"/s?b=2&a=1".parse().unwrap(), None);
-        let b = primary(&"/s?a=1&b=2&".parse().unwrap(), None);
+        let none = HeaderMap::new();
+        let a = primary(&"/s?b=2&a=1".parse().unwrap(), &none, None);
+        let b = primary(&"/s?a=1&b=2&".parse().unwrap(), &none, None);
         assert_eq!(a, b);
-        assert_ne!(a, primary(&"/s?a=1&b=3".parse().unwrap(), None));
-        assert_ne!(a, primary(&"/s?b=2&a=1".parse().unwrap(), Some("user-7")));
+        assert_ne!(a, primary(&"/s?a=1&b=3".parse().unwrap(), &none, None));
+        assert_ne!(
+            a,
+            primary(&"/s?b=2&a=1".parse().unwrap(), &none, Some("user-7"))
+        );
+    }
+
+    #[test]
+    fn hosts_and_schemes_are_apart() {
+        let path: Uri = "/s/1".parse().unwrap();
+        assert_ne!(
+            primary(&path, &host("a.example"), None),
+            primary(&path, &host("b.example"), None)
+        );
+        assert_eq!(
+            primary(&path, &host("A.example"), None),
+            primary(&path, &host("a.example"), None)
+        );
+        let https: Uri = "https://a.example/s/1".parse().unwrap();
+        let http: Uri = "http://a.example/s/1".parse().unwrap();
+        assert_ne!(
+            primary(&https, &HeaderMap::new(), None),
+            primary(&http, &HeaderMap::new(), None)
+        );
+    }
+
+    #[test]
+    fn a_host_cannot_pose_as_a_path() {
+        // Host `a` with path `/b/x` against host `a/b` with path `/x`: the same text run
+        // together, two resources.
+        let one = primary(&"/b/x".parse().unwrap(), &host("a"), None);
+        let two = primary(&"/x".parse().unwrap(), &host("a/b"), None);
+        assert_ne!(one, two);
     }
 
     #[test]

@@ -38,27 +38,98 @@ pub(crate) struct Shared {
 /// Resources whose `Vary` names are remembered; each is a few dozen bytes.
 const VARY_INDEX_ENTRIES: u64 = 100_000;
 
-impl ResponseCacheLayer {
-    /// A response cache with `config`.
+/// Builds a [`ResponseCacheLayer`]: its configuration, and what a configuration file cannot
+/// hold (a key function, a bypass). Everything is set here, before the layer exists, so
+/// every clone of the layer has the same behaviour and shares one store.
+#[must_use = "builder does nothing itself, call build()"]
+pub struct ResponseCacheBuilder {
+    config: ResponseCacheConfig,
+    key: Option<KeyFn>,
+    bypass: Option<BypassFn>,
+    tokio_clock: bool,
+}
+
+impl ResponseCacheBuilder {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: ResponseCacheConfig) -> Self {
+        ResponseCacheBuilder {
+            config,
+            key: None,
+            bypass: None,
+            tokio_clock: false,
+        }
+    }
+
+    /// See [`ResponseCacheConfig::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// See [`ResponseCacheConfig::capacity_bytes`].
+    pub fn capacity_bytes(mut self, bytes: u64) -> Self {
+        self.config.capacity_bytes = bytes;
+        self
+    }
+
+    /// See [`ResponseCacheConfig::default_ttl`].
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// See [`ResponseCacheConfig::max_body_bytes`].
+    pub fn max_body_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// See [`ResponseCacheConfig::stale_if_error`].
+    pub fn stale_if_error(mut self, window: Option<Duration>) -> Self {
+        self.config.stale_if_error = window;
+        self
+    }
+
+    /// Adds `key(request)` to the cache key of requests for which it returns a key (a user
+    /// or tenant id), so each has its own entries, where `Cache-Control: private` responses
+    /// and answers to credentials are stored too. Requests for which it returns `None` use
+    /// the shared entries, with a shared cache's rules.
+    pub fn key_fn<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+    {
+        self.key = Some(Arc::new(key));
+        self
+    }
+
+    /// Requests for which `bypass` is true are neither answered from nor stored in the cache.
+    pub fn bypass<F>(mut self, bypass: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.bypass = Some(Arc::new(bypass));
+        self
+    }
+
+    /// Times entries on tokio's clock, so tests can pause and advance it.
+    pub fn tokio_clock(mut self) -> Self {
+        self.tokio_clock = true;
+        self
+    }
+
+    /// Validates the configuration and builds the layer.
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for an invalid setting.
-    pub fn new(config: ResponseCacheConfig) -> Result<Self, BuildError> {
-        Self::with_clock(config, AnyClock::Fast(FastClock::new()))
-    }
-
-    /// The same cache on tokio's clock, so tests can pause and advance it.
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Self::new).
-    pub fn with_tokio_clock(config: ResponseCacheConfig) -> Result<Self, BuildError> {
-        Self::with_clock(config, AnyClock::Tokio(TokioClock::new()))
-    }
-
-    fn with_clock(config: ResponseCacheConfig, clock: AnyClock) -> Result<Self, BuildError> {
+    /// A [`BuildError`] naming the first invalid setting.
+    pub fn build(self) -> Result<ResponseCacheLayer, BuildError> {
+        let config = self.config;
         config.validate()?;
+        let clock = if self.tokio_clock {
+            AnyClock::Tokio(TokioClock::new())
+        } else {
+            AnyClock::Fast(FastClock::new())
+        };
         let mut store = TtlCache::builder()
             .name(config.name.clone())
             .capacity(config.capacity_bytes)
@@ -85,48 +156,39 @@ impl ResponseCacheLayer {
                 store,
                 vary,
                 config,
-                key: None,
-                bypass: None,
+                key: self.key,
+                bypass: self.bypass,
                 clock,
             }),
         })
     }
+}
 
-    /// Adds `key(request)` to every cache key: a user or tenant id, so each has its own
-    /// entries. With a key function, `Cache-Control: private` responses are stored too,
-    /// since they are only served back to the same key. Set it before cloning the layer:
-    /// clones made earlier keep the old settings (and share the store).
-    #[must_use]
-    pub fn key_fn<F>(self, key: F) -> Self
-    where
-        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
-    {
-        self.rebuild(|shared| shared.key = Some(Arc::new(key)))
+impl fmt::Debug for ResponseCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseCacheBuilder")
+            .field("config", &self.config)
+            .field("key_fn", &self.key.is_some())
+            .field("bypass", &self.bypass.is_some())
+            .field("tokio_clock", &self.tokio_clock)
+            .finish()
+    }
+}
+
+impl ResponseCacheLayer {
+    /// A response cache with `config`; [`builder`](Self::builder) adds a key function or a
+    /// bypass.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for an invalid setting.
+    pub fn new(config: ResponseCacheConfig) -> Result<Self, BuildError> {
+        ResponseCacheBuilder::from_config(config).build()
     }
 
-    /// Requests for which `bypass` is true are neither answered from nor stored in the cache.
-    #[must_use]
-    pub fn bypass<F>(self, bypass: F) -> Self
-    where
-        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
-    {
-        self.rebuild(|shared| shared.bypass = Some(Arc::new(bypass)))
-    }
-
-    fn rebuild(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
-            store: shared.store.clone(),
-            vary: shared.vary.clone(),
-            config: shared.config.clone(),
-            key: shared.key.clone(),
-            bypass: shared.bypass.clone(),
-            clock: shared.clock.clone(),
-        });
-        let mut shared = shared;
-        change(&mut shared);
-        ResponseCacheLayer {
-            shared: Arc::new(shared),
-        }
+    /// A builder starting from the defaults of [`ResponseCacheConfig`].
+    pub fn builder() -> ResponseCacheBuilder {
+        ResponseCacheBuilder::from_config(ResponseCacheConfig::default())
     }
 
     /// The stored responses' counters.
@@ -175,7 +237,7 @@ impl<S> Layer<S> for ResponseCacheLayer {
     type Service = ResponseCache<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ResponseCache::with_layer(inner, self.clone())
+        ResponseCache::new(inner, self.clone())
     }
 }
 

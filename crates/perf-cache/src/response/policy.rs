@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, PRAGMA, SET_COOKIE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, PRAGMA, SET_COOKIE};
 use http::{HeaderMap, StatusCode};
 
 /// The directives this cache acts on.
@@ -11,6 +11,8 @@ pub(crate) struct CacheControl {
     pub(crate) no_store: bool,
     pub(crate) no_cache: bool,
     pub(crate) private: bool,
+    pub(crate) public: bool,
+    pub(crate) must_revalidate: bool,
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
 }
@@ -33,6 +35,8 @@ impl CacheControl {
                 "no-store" => control.no_store = true,
                 "no-cache" => control.no_cache = true,
                 "private" => control.private = true,
+                "public" => control.public = true,
+                "must-revalidate" => control.must_revalidate = true,
                 "max-age" => control.max_age = seconds().or(Some(0)),
                 "s-maxage" => control.s_maxage = seconds().or(Some(0)),
                 _ => {}
@@ -67,23 +71,66 @@ pub(crate) fn request_policy(headers: &HeaderMap) -> RequestPolicy {
     }
 }
 
-/// How long a response may be stored, or `None` if it may not be: shared-cache rules, except
-/// that `private` responses are allowed when the cache is keyed per user.
+/// Whose entry a request reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The key function gave this request a key (a user, a tenant): its entries are its own,
+    /// so `private` responses may be stored.
+    Keyed,
+    /// A shared entry, for a request without credentials.
+    Shared,
+    /// A shared entry, for a request carrying `Authorization` or a `Cookie`: RFC 9111 3.5
+    /// lets a shared cache store or reuse its answer only when the response says so.
+    SharedWithCredentials,
+}
+
+impl Scope {
+    /// The scope of a request: keyed when the key function gave it a key, else shared, and
+    /// then whether it carries credentials.
+    pub(crate) fn of(keyed: bool, headers: &HeaderMap) -> Self {
+        if keyed {
+            Scope::Keyed
+        } else if headers.contains_key(AUTHORIZATION) || headers.contains_key(COOKIE) {
+            Scope::SharedWithCredentials
+        } else {
+            Scope::Shared
+        }
+    }
+}
+
+/// Whether a stored response may answer a request with credentials from a shared entry:
+/// it said `public`, `s-maxage` or `must-revalidate` (RFC 9111 3.5).
+pub(crate) fn answers_credentials(headers: &HeaderMap) -> bool {
+    let control = CacheControl::of(headers);
+    control.public || control.s_maxage.is_some() || control.must_revalidate
+}
+
+/// How long a response may be stored in `scope`, or `None` if it may not be: a shared
+/// cache's rules, except that `private` responses are allowed in keyed entries.
 pub(crate) fn response_ttl(
     status: StatusCode,
     headers: &HeaderMap,
     default_ttl: Duration,
-    keyed_per_user: bool,
+    scope: Scope,
 ) -> Option<Duration> {
     let cacheable_status = matches!(status.as_u16(), 200 | 203 | 300 | 301 | 308 | 404 | 410);
     if !cacheable_status || headers.contains_key(SET_COOKIE) {
         return None;
     }
     let control = CacheControl::of(headers);
-    if control.no_store || control.no_cache || (control.private && !keyed_per_user) {
+    if control.no_store || control.no_cache {
         return None;
     }
-    let seconds = if keyed_per_user {
+    let keyed = scope == Scope::Keyed;
+    if control.private && !keyed {
+        return None;
+    }
+    if scope == Scope::SharedWithCredentials
+        && !(control.public || control.s_maxage.is_some() || control.must_revalidate)
+    {
+        return None;
+    }
+    let seconds = if keyed {
         control.max_age.or(control.s_maxage)
     } else {
         control.s_maxage.or(control.max_age)
@@ -113,11 +160,12 @@ mod tests {
     #[test]
     fn response_lifetimes_follow_cache_control() {
         let ttl = |pairs: &[(&str, &str)], per_user: bool| {
+            let scope = if per_user { Scope::Keyed } else { Scope::Shared };
             response_ttl(
                 StatusCode::OK,
                 &headers(pairs),
                 Duration::from_secs(300),
-                per_user,
+                scope,
             )
         };
         assert_eq!(ttl(&[], false), Some(Duration::from_secs(300)));
@@ -145,9 +193,49 @@ mod tests {
             StatusCode::IM_A_TEAPOT,
             &HeaderMap::new(),
             Duration::from_secs(1),
-            false,
+            Scope::Shared,
         );
         assert_eq!(teapot, None);
+    }
+
+    #[test]
+    fn answers_to_credentials_are_shared_only_when_the_response_allows_it() {
+        let ttl = |pairs: &[(&str, &str)]| {
+            response_ttl(
+                StatusCode::OK,
+                &headers(pairs),
+                Duration::from_secs(300),
+                Scope::SharedWithCredentials,
+            )
+        };
+        assert_eq!(ttl(&[]), None);
+        assert_eq!(ttl(&[("cache-control", "max-age=60")]), None);
+        assert_eq!(ttl(&[("cache-control", "private, public")]), None);
+        assert_eq!(
+            ttl(&[("cache-control", "public")]),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            ttl(&[("cache-control", "s-maxage=30")]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            ttl(&[("cache-control", "must-revalidate, max-age=20")]),
+            Some(Duration::from_secs(20))
+        );
+        assert!(answers_credentials(&headers(&[("cache-control", "public")])));
+        assert!(!answers_credentials(&headers(&[("cache-control", "max-age=9")])));
+    }
+
+    #[test]
+    fn scopes() {
+        let plain = HeaderMap::new();
+        let bearer = headers(&[("authorization", "Bearer t")]);
+        let cookie = headers(&[("cookie", "s=1")]);
+        assert_eq!(Scope::of(false, &plain), Scope::Shared);
+        assert_eq!(Scope::of(false, &bearer), Scope::SharedWithCredentials);
+        assert_eq!(Scope::of(false, &cookie), Scope::SharedWithCredentials);
+        assert_eq!(Scope::of(true, &bearer), Scope::Keyed);
     }
 
     #[test]

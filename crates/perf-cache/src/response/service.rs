@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::future::{Miss, ResponseFuture};
 use super::layer::RequestHead;
-use super::policy::request_policy;
+use super::policy::{Scope, request_policy};
 use super::stored::Outcome;
 use super::{CacheBody, ResponseCacheLayer, key};
 use crate::clock::Clock;
@@ -19,8 +19,22 @@ pub struct ResponseCache<S> {
 }
 
 impl<S> ResponseCache<S> {
-    pub(crate) fn with_layer(inner: S, layer: ResponseCacheLayer) -> Self {
-        ResponseCache { inner, layer }
+    /// Caches `inner`'s responses in `cache`'s store (shared with every other service that
+    /// layer built).
+    pub fn new(inner: S, cache: ResponseCacheLayer) -> Self {
+        ResponseCache {
+            inner,
+            layer: cache,
+        }
+    }
+
+    /// A layer with `config`; see [`ResponseCacheLayer::new`].
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`](crate::BuildError) for an invalid setting.
+    pub fn layer(config: super::ResponseCacheConfig) -> Result<ResponseCacheLayer, crate::BuildError> {
+        ResponseCacheLayer::new(config)
     }
 
     /// The inner service.
@@ -65,14 +79,21 @@ where
             return ResponseFuture::pass(self.inner.call(request), None, self.layer.clone());
         }
         let policy = request_policy(request.headers());
+        // Keyed is decided per request: a key function that finds no user for this one puts
+        // it in the shared entries, where private answers and credentials are kept out.
         let extra = shared.key.as_ref().and_then(|key| key(&head));
-        let primary = key::primary(request.uri(), extra.as_deref());
+        let scope = Scope::of(extra.is_some(), request.headers());
+        let primary = key::primary(request.uri(), request.headers(), extra.as_deref());
         let head_only = method == Method::HEAD;
         if policy.lookup
             && let Some(vary) = shared.vary.get(&primary)
         {
             let variant = key::variant(&primary, &vary, request.headers());
-            if let Some(stored) = shared.store.get(&variant) {
+            if let Some(stored) = shared
+                .store
+                .get(&variant)
+                .filter(|stored| stored.serves(scope))
+            {
                 let now = shared.clock.now_nanos();
                 let (response, body) =
                     stored.answer(request.headers(), head_only, Outcome::Hit, now);
@@ -85,7 +106,7 @@ where
             request_headers: request.headers().clone(),
             store: policy.store,
             head_only,
-            keyed: shared.key.is_some(),
+            scope,
         };
         ResponseFuture::miss(self.inner.call(request), miss, self.layer.clone())
     }

@@ -4,16 +4,19 @@ use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
+use super::policy::Scope;
 use super::validators;
 
-/// A cached response: head and body, and when it was stored (for `Age`), in nanoseconds on
-/// the layer's clock.
+/// A cached response: head and body, when it was stored (for `Age`), in nanoseconds on the
+/// layer's clock, and whether it may answer a request with credentials.
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
     pub(crate) stored_at: u64,
+    /// `public`, `s-maxage` or `must-revalidate`: see [`Scope::SharedWithCredentials`].
+    pub(crate) answers_credentials: bool,
 }
 
 pub(crate) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -37,6 +40,11 @@ impl Outcome {
 }
 
 impl Stored {
+    /// Whether this entry may answer a request of `scope`.
+    pub(crate) fn serves(&self, scope: Scope) -> bool {
+        scope != Scope::SharedWithCredentials || self.answers_credentials
+    }
+
     /// The answer to a request from this stored response at `now` (nanoseconds on the
     /// layer's clock): `304` if its validators match, the full response otherwise (without
     /// a body for `HEAD`).
@@ -53,7 +61,7 @@ impl Stored {
         let age = now.saturating_sub(self.stored_at) / 1_000_000_000;
         response.headers_mut().insert(AGE, HeaderValue::from(age));
         response.headers_mut().insert(X_CACHE, outcome.header());
-        if validators::not_modified(request, &self.headers) {
+        if validators::not_modified(request, self.status, &self.headers) {
             return (not_modified(response), None);
         }
         let body = (!head_only).then(|| self.body.clone());

@@ -1,25 +1,37 @@
 //! ETags and conditional requests.
 
-use foldhash::fast::FixedState;
+use std::fmt::Write as _;
+
 use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use http::{HeaderMap, HeaderValue};
-use std::hash::{BuildHasher, Hasher};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
 
-/// A fixed seed: the same body gets the same ETag in every process and on every instance
-/// behind a load balancer.
-const SEED: u64 = 0x706f_6377_6869_7370;
-
-/// A strong ETag derived from the body: its length and a 64-bit hash.
+/// A strong ETag derived from the body: its SHA-256, in hex.
+///
+/// A digest rather than a fast hash, because an ETag decides whether a client keeps what it
+/// holds: with a 64-bit non-cryptographic hash, a body crafted to collide with another
+/// user's would be answered `304` with the other's bytes still in the client's cache.
+/// Unkeyed, so the same body gets the same ETag in every process and on every instance
+/// behind a load balancer. Computed once per stored response, not per hit.
 pub(crate) fn etag_of(body: &[u8]) -> HeaderValue {
-    let mut hasher = FixedState::with_seed(SEED).build_hasher();
-    hasher.write(body);
-    let value = format!("\"{:x}-{:016x}\"", body.len(), hasher.finish());
+    let digest = Sha256::digest(body);
+    let mut value = String::with_capacity(66);
+    value.push('"');
+    for byte in digest.iter() {
+        let _ = write!(value, "{byte:02x}");
+    }
+    value.push('"');
     HeaderValue::try_from(value).expect("hex digits and quotes are a valid header value")
 }
 
-/// Whether the request's validators say the client's copy is current, so a `304 Not
-/// Modified` answers it. `If-None-Match` wins over `If-Modified-Since` when both are sent.
-pub(crate) fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
+/// Whether the request's validators say the client's copy of a response with `status` and
+/// `response` headers is current, so a `304 Not Modified` answers it. Only a 2xx can become
+/// a 304 (RFC 9110 13.2.1): `If-None-Match: *` must not turn a stored 404 into "you have
+/// it". `If-None-Match` wins over `If-Modified-Since` when both are sent.
+pub(crate) fn not_modified(request: &HeaderMap, status: StatusCode, response: &HeaderMap) -> bool {
+    if !status.is_success() {
+        return false;
+    }
     if let Some(candidates) = request.get(IF_NONE_MATCH) {
         let Some(etag) = response.get(ETAG).and_then(|v| v.to_str().ok()) else {
             return false;
@@ -67,11 +79,34 @@ mod tests {
             .collect()
     }
 
+    fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
+        super::not_modified(request, StatusCode::OK, response)
+    }
+
     #[test]
     fn etags_are_stable_and_content_sensitive() {
         assert_eq!(etag_of(b"hello"), etag_of(b"hello"));
         assert_ne!(etag_of(b"hello"), etag_of(b"hellp"));
-        assert!(etag_of(b"").to_str().unwrap().starts_with("\"0-"));
+        assert_eq!(
+            etag_of(b"hello"),
+            "\"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\""
+        );
+    }
+
+    #[test]
+    fn only_a_success_becomes_not_modified() {
+        let response = map(&[(ETAG, "\"abc\"")]);
+        for candidates in ["*", "\"abc\""] {
+            let request = map(&[(IF_NONE_MATCH, candidates)]);
+            assert!(super::not_modified(&request, StatusCode::OK, &response));
+            for status in [
+                StatusCode::NOT_FOUND,
+                StatusCode::MOVED_PERMANENTLY,
+                StatusCode::GONE,
+            ] {
+                assert!(!super::not_modified(&request, status, &response), "{status}");
+            }
+        }
     }
 
     #[test]

@@ -80,21 +80,6 @@ impl TtlConfig {
         if self.name.is_empty() {
             return Err(BuildError::new("name", "must not be empty"));
         }
-        let valid_prefix = self
-            .metrics_prefix
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && self
-                .metrics_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        if !valid_prefix {
-            return Err(BuildError::new(
-                "metrics_prefix",
-                "must match [a-zA-Z_][a-zA-Z0-9_:]*",
-            ));
-        }
-        Ok(())
+        perf_core::metric_name::validate_prefix("metrics_prefix", &self.metrics_prefix)
     }
 }

@@ -41,19 +41,7 @@ impl RequestMetricsLayer {
     ///
     /// A [`BuildError`] when `prefix` is not a valid metric name.
     pub fn with_prefix(prefix: &str) -> Result<Self, BuildError> {
-        let valid = prefix
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        if !valid {
-            return Err(BuildError::new(
-                "prefix",
-                "must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-            ));
-        }
+        perf_core::metric_name::validate_prefix("prefix", prefix)?;
         Ok(RequestMetricsLayer {
             shared: Arc::new(Shared::new(prefix, DEFAULT_MAX_ROUTES)),
             route: FromExtension,
