@@ -19,7 +19,8 @@ use axum::response::Response;
 use axum::routing::get;
 use http_body_util::BodyExt;
 use perf_middleware::metrics::{PrometheusService, RouteTemplate, install_prometheus};
-use perf_middleware::performance::{PerformanceConfig, PerformanceLayer, RateLimitConfig};
+use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
+use perf_middleware::rate_limit::RateLimitConfig;
 use tower::{Layer, Service, ServiceExt};
 
 /// Tells the metrics layer (outside the router) which route answered.
@@ -59,13 +60,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let config = PerformanceConfig {
         metrics_prefix: "pocwhisp_http".into(),
-        // Three requests a second per token, so the example can show a 429.
+        // Three requests a second per client, so the example can show a 429. Requests carry
+        // no verified identity here, so they draw from their address's bucket.
         rate_limit: Some(RateLimitConfig {
             requests_per_second: 3,
             burst: 3,
             ..RateLimitConfig::default()
         }),
         timeout: Some(Duration::from_secs(5)),
+        // Stage timings for anyone who asks: fine for a demo, an oracle in production.
+        server_timing_for_all: true,
         ..PerformanceConfig::default()
     };
     let app = PerformanceLayer::new(&config)?.layer(router);
@@ -101,8 +105,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .clone()
         .oneshot(http::Request::get("/api/v1/health").body(Body::empty())?)
         .await?;
-    // Without a token the health check draws from the shared anonymous bucket; it is exempt
-    // from load shedding.
+    // The health check is exempt from load shedding.
     println!("GET /api/v1/health -> {}", health.status());
 
     let scrape = PrometheusService::new(prometheus)

@@ -259,11 +259,12 @@ impl FailureRate {
 mod tests {
     use super::*;
 
-    fn field_of(config: Config) -> &'static str {
+    fn field_of(config: Config) -> String {
         config
             .validate()
             .expect_err("config should be rejected")
             .field()
+            .to_owned()
     }
 
     #[test]

@@ -417,8 +417,7 @@ async fn a_credentialed_request_is_not_answered_from_an_anonymous_entry_unless_p
     let mut service = cached(&layer(), &calls, echo_user(None));
     get(&mut service, "/page", &[]).await;
     assert_eq!(get(&mut service, "/page", &[]).await.1["x-cache"], "HIT");
-    let (_, with_token, _) =
-        get(&mut service, "/page", &[("authorization", "Bearer bob")]).await;
+    let (_, with_token, _) = get(&mut service, "/page", &[("authorization", "Bearer bob")]).await;
     assert_eq!(with_token["x-cache"], "MISS");
 
     let mut public = cached(&layer(), &calls, echo_user(Some("public, max-age=60")));
@@ -486,11 +485,9 @@ async fn only_a_stored_success_becomes_not_modified() {
     });
     let mut service = cached(&layer(), &calls, origin);
     for _ in 0..2 {
-        let (status, _, _) =
-            get(&mut service, "/missing", &[("if-none-match", "*")]).await;
+        let (status, _, _) = get(&mut service, "/missing", &[("if-none-match", "*")]).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, _, _) =
-            get(&mut service, "/missing", &[("if-none-match", "\"gone\"")]).await;
+        let (status, _, _) = get(&mut service, "/missing", &[("if-none-match", "\"gone\"")]).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
     assert_eq!(calls.load(SeqCst), 1, "the 404 was stored and hit");

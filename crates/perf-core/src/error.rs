@@ -7,7 +7,7 @@ use std::fmt;
 /// A configuration value that cannot work; returned by builders, never a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError {
-    field: &'static str,
+    field: Cow<'static, str>,
     reason: Cow<'static, str>,
 }
 
@@ -16,14 +16,25 @@ impl BuildError {
     /// at least 1").
     pub fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         BuildError {
-            field,
+            field: Cow::Borrowed(field),
             reason: reason.into(),
         }
     }
 
-    /// The configuration field at fault, as named in its configuration struct.
-    pub fn field(&self) -> &'static str {
-        self.field
+    /// The same error seen from the configuration that holds this one under `parent`: the
+    /// field becomes `parent.field`, so a composite configuration names the whole path.
+    #[must_use]
+    pub fn within(self, parent: &str) -> Self {
+        BuildError {
+            field: Cow::Owned(format!("{parent}.{}", self.field)),
+            reason: self.reason,
+        }
+    }
+
+    /// The configuration field at fault, as named in its configuration struct (a dotted
+    /// path when a composite configuration holds it).
+    pub fn field(&self) -> &str {
+        &self.field
     }
 
     /// What is wrong with it.
@@ -52,5 +63,8 @@ mod tests {
             error.to_string(),
             "invalid configuration: `max_keys` must be at least 1"
         );
+        let nested = error.within("rate_limit").within("http");
+        assert_eq!(nested.field(), "http.rate_limit.max_keys");
+        assert_eq!(nested.reason(), "must be at least 1");
     }
 }

@@ -30,17 +30,18 @@ use tower_layer::Layer;
 use crate::BuildError;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
 use crate::compression::{Compression, CompressionConfig, CompressionLayer};
-use crate::load_shed::{AdaptiveConfig, ExemptPaths, LoadShed, LoadShedLayer, LoadShedder};
+use crate::load_shed::{LoadShed, LoadShedConfig, LoadShedLayer, LoadShedder, PathPriorities};
 use crate::metrics::{RequestMetrics, RequestMetricsLayer};
 use crate::rate_limit::{
-    ConfiguredKey, Quota, RateLimit, RateLimitHeaders, RateLimitKey, RateLimitLayer, RateLimiter,
+    ConfiguredKey, KeyValue, RateLimit, RateLimitConfig, RateLimitLayer, RateLimiter, RequestHead,
 };
 use crate::request_id::{RequestIdLayer, SetRequestId};
 use crate::security_headers::{SecurityHeaders, SecurityHeadersLayer};
 use crate::server_timing::{ServerTiming, ServerTimingLayer};
 use crate::timeout::{Timeout, TimeoutLayer};
 
-/// Settings of the whole stack; defaults follow the performance guide.
+/// Settings of the whole stack; defaults follow the performance guide. The rate-limit,
+/// load-shedding and compression settings are those layers' own configuration types.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -62,6 +63,10 @@ pub struct PerformanceConfig {
     pub max_body_bytes: usize,
     /// Compression; turn every coding off to disable it.
     pub compression: CompressionConfig,
+    /// Give `Server-Timing` to every request sent with `X-Trace: true`. Off by default,
+    /// since stage timings are an oracle; [`PerformanceLayer::expose_timings_when`] gives
+    /// them to the requests a predicate allows instead.
+    pub server_timing_for_all: bool,
 }
 
 impl Default for PerformanceConfig {
@@ -75,82 +80,7 @@ impl Default for PerformanceConfig {
             timeout: Some(Duration::from_secs(30)),
             max_body_bytes: 16 * 1024 * 1024,
             compression: CompressionConfig::default(),
-        }
-    }
-}
-
-/// Rate-limit settings: the guide's token bucket, per token, 100 requests a second with
-/// bursts of 200.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-pub struct RateLimitConfig {
-    /// Sustained requests per second per key.
-    pub requests_per_second: u32,
-    /// Requests allowed at once.
-    pub burst: u32,
-    /// What a key is.
-    pub key: RateLimitKey,
-    /// Keys tracked at most.
-    pub max_keys: usize,
-    /// Send the `X-RateLimit-*` names too.
-    pub legacy_headers: bool,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig {
-            requests_per_second: 100,
-            burst: 200,
-            key: RateLimitKey::BearerToken,
-            max_keys: 100_000,
-            legacy_headers: true,
-        }
-    }
-}
-
-/// Load-shedding settings: the guide's `request_pool.max_concurrent` of 1000, health
-/// endpoints exempt.
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-pub struct LoadShedConfig {
-    /// Requests in flight at most (the starting point when adaptive).
-    pub max_in_flight: u32,
-    /// Adapt the limit to observed latency.
-    pub adaptive: Option<AdaptiveConfig>,
-    /// Let a few requests wait for a slot instead of being refused at once.
-    pub queue: Option<QueueConfig>,
-    /// Path prefixes never shed nor counted.
-    pub exempt_paths: Vec<String>,
-}
-
-/// A small queue in front of the load-shedding limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-pub struct QueueConfig {
-    /// Requests waiting at most.
-    pub size: u32,
-    /// How long one may wait.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
-    pub timeout: Duration,
-}
-
-impl Default for LoadShedConfig {
-    fn default() -> Self {
-        LoadShedConfig {
-            max_in_flight: 1000,
-            adaptive: None,
-            queue: None,
-            exempt_paths: [
-                "/api/v1/health",
-                "/api/v1/live",
-                "/api/v1/ready",
-                "/metrics",
-            ]
-            .map(String::from)
-            .to_vec(),
+            server_timing_for_all: false,
         }
     }
 }
@@ -164,10 +94,9 @@ pub struct PerformanceLayer {
     server_timing: ServerTimingLayer,
     compression: CompressionLayer,
     rate_limit: Option<RateLimitLayer<ConfiguredKey>>,
-    load_shed: Option<LoadShedLayer<ExemptPaths>>,
+    load_shed: Option<LoadShedLayer<PathPriorities>>,
     timeout: Option<TimeoutLayer>,
     body_limit: BodyLimitLayer,
-    shedder: Option<LoadShedder>,
 }
 
 impl PerformanceLayer {
@@ -180,68 +109,58 @@ impl PerformanceLayer {
         let rate_limit = config
             .rate_limit
             .as_ref()
-            .map(|limit| -> Result<_, BuildError> {
-                if limit.requests_per_second == 0 {
-                    return Err(BuildError::new(
-                        "rate_limit.requests_per_second",
-                        "must be at least 1",
-                    ));
-                }
-                let limiter = RateLimiter::builder(
-                    Quota::per_second(limit.requests_per_second).burst(limit.burst),
-                )
-                .max_keys(limit.max_keys)
-                .build()?;
-                let headers = if limit.legacy_headers {
-                    RateLimitHeaders::StandardAndLegacy
-                } else {
-                    RateLimitHeaders::Standard
-                };
-                Ok(RateLimitLayer::new(limiter, ConfiguredKey::new(&limit.key)?).headers(headers))
-            })
-            .transpose()?;
-        let shedder = config
-            .load_shed
-            .as_ref()
-            .map(|shed| {
-                let builder = match shed.adaptive {
-                    Some(adaptive) => LoadShedder::adaptive(adaptive),
-                    None => LoadShedder::fixed(shed.max_in_flight),
-                };
-                match shed.queue {
-                    Some(queue) => builder.queue(queue.size, queue.timeout).build(),
-                    None => builder.build(),
-                }
-            })
-            .transpose()?;
+            .map(RateLimitLayer::from_config)
+            .transpose()
+            .map_err(|error| error.within("rate_limit"))?;
         let load_shed = config
             .load_shed
             .as_ref()
-            .zip(shedder.clone())
-            .map(|(shed, shedder)| {
-                LoadShedLayer::new(shedder).prioritize(ExemptPaths::new(shed.exempt_paths.clone()))
-            });
+            .map(LoadShedLayer::from_config)
+            .transpose()
+            .map_err(|error| error.within("load_shed"))?;
         if config.timeout == Some(Duration::ZERO) {
             return Err(BuildError::new("timeout", "must be longer than zero"));
         }
+        let server_timing = if config.server_timing_for_all {
+            ServerTimingLayer::new().expose_to_all()
+        } else {
+            ServerTimingLayer::new()
+        };
         Ok(PerformanceLayer {
             request_id: RequestIdLayer::new(),
             security_headers: config.security_headers.then(SecurityHeadersLayer::new),
             metrics: RequestMetricsLayer::with_prefix(&config.metrics_prefix)?
                 .max_routes(config.max_routes),
-            server_timing: ServerTimingLayer::new(),
-            compression: CompressionLayer::from_config(config.compression.clone())?,
+            server_timing,
+            compression: CompressionLayer::from_config(config.compression.clone())
+                .map_err(|error| error.within("compression"))?,
             rate_limit,
             load_shed,
             timeout: config.timeout.map(TimeoutLayer::new),
             body_limit: BodyLimitLayer::new(config.max_body_bytes),
-            shedder,
         })
+    }
+
+    /// Gives `Server-Timing` to requests sent with `X-Trace: true` for which `allow` is
+    /// true (an admin identity that an authentication layer outside this one put in the
+    /// extensions, say), instead of what the configuration said.
+    #[must_use]
+    pub fn expose_timings_when<F>(mut self, allow: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.server_timing = ServerTimingLayer::new().expose_when(allow);
+        self
     }
 
     /// The load shedder, to read its stats (in-flight requests, current limit, refusals).
     pub fn load_shedder(&self) -> Option<&LoadShedder> {
-        self.shedder.as_ref()
+        self.load_shed.as_ref().map(LoadShedLayer::shedder)
+    }
+
+    /// The rate limiter, to read its stats (keys, refusals).
+    pub fn rate_limiter(&self) -> Option<&RateLimiter<KeyValue>> {
+        self.rate_limit.as_ref().map(RateLimitLayer::limiter)
     }
 }
 
@@ -255,7 +174,7 @@ pub type Measured<S> = RequestMetrics<ServerTiming<Compression<Limited<S>>>>;
 pub type Limited<S> = Either<RateLimit<Shed<S>, ConfiguredKey>, Shed<S>>;
 
 /// The stack from load shedding inwards.
-pub type Shed<S> = Either<LoadShed<Deadline<S>, ExemptPaths>, Deadline<S>>;
+pub type Shed<S> = Either<LoadShed<Deadline<S>, PathPriorities>, Deadline<S>>;
 
 /// The stack from the timeout inwards.
 pub type Deadline<S> = Either<Timeout<BodyLimit<S>>, BodyLimit<S>>;

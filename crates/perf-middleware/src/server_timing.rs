@@ -1,8 +1,16 @@
-//! `Server-Timing` on request: a client that sends `X-Trace: true` gets the time the request
-//! took (`total`) and the stages the application recorded (`db`, `engine`, `cache`...).
+//! `Server-Timing` on request: a client that sends `X-Trace: true`, and that the exposure
+//! policy allows, gets the time the request took (`total`) and the stages the application
+//! recorded (`db`, `engine`, `cache`...).
 //!
-//! The layer puts a [`Timings`] in the request's extensions only for traced requests;
-//! application code records stages into it and skips the work otherwise.
+//! Stage timings tell a client how long the server spent where: a timing oracle (did the
+//! cache hold this? did the token lookup find a row?). So exposure is a policy, and off
+//! until chosen: [`ServerTimingLayer::expose_when`] gives them to requests a predicate
+//! allows (an admin identity an authentication layer put in the extensions, say), and
+//! [`ServerTimingLayer::expose_to_all`] to anyone who asks, for services where timings are
+//! no secret.
+//!
+//! The layer puts a [`Timings`] in the request's extensions only for traced requests it
+//! exposes to; application code records stages into it and skips the work otherwise.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -14,7 +22,7 @@
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let mut service = ServiceBuilder::new()
-//!     .layer(ServerTimingLayer::new())
+//!     .layer(ServerTimingLayer::new().expose_when(|head| head.headers.contains_key("x-admin")))
 //!     .service(service_fn(|request: Request<()>| async move {
 //!         let timings = Timings::of(&request);
 //!         let db = timings.as_ref().map(|t| t.start("db"));
@@ -23,9 +31,13 @@
 //!         Ok::<_, Infallible>(Response::new(()))
 //!     }));
 //!
-//! let traced = Request::get("/").header("x-trace", "true").body(()).unwrap();
+//! let traced = Request::get("/").header("x-trace", "true").header("x-admin", "1").body(()).unwrap();
 //! let response = service.ready().await.unwrap().call(traced).await.unwrap();
 //! assert_eq!(response.headers()["server-timing"], "db;dur=12.000, total;dur=12.000");
+//!
+//! let stranger = Request::get("/").header("x-trace", "true").body(()).unwrap();
+//! let response = service.ready().await.unwrap().call(stranger).await.unwrap();
+//! assert!(response.headers().get("server-timing").is_none());
 //!
 //! let plain = service.ready().await.unwrap().call(Request::new(())).await.unwrap();
 //! assert!(plain.headers().get("server-timing").is_none());
@@ -33,7 +45,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -41,6 +53,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
+use perf_core::RequestHead;
 use perf_core::sync::lock;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -135,14 +148,60 @@ impl Drop for Stage {
     }
 }
 
-/// Adds `Server-Timing` to responses of requests sent with `X-Trace: true`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerTimingLayer;
+type ExposeFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+
+/// Who gets `Server-Timing`.
+#[derive(Clone, Default)]
+enum Exposure {
+    /// Nobody: the layer is inert.
+    #[default]
+    Nobody,
+    /// Every request sent with `X-Trace: true`.
+    Everyone,
+    /// Requests sent with `X-Trace: true` that the predicate allows.
+    When(ExposeFn),
+}
+
+impl fmt::Debug for Exposure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Exposure::Nobody => "Nobody",
+            Exposure::Everyone => "Everyone",
+            Exposure::When(_) => "When(..)",
+        })
+    }
+}
+
+/// Adds `Server-Timing` to responses of requests sent with `X-Trace: true` that its
+/// exposure policy allows; see the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct ServerTimingLayer {
+    exposure: Exposure,
+}
 
 impl ServerTimingLayer {
-    /// The layer.
+    /// The layer, exposing timings to nobody until told otherwise.
     pub const fn new() -> Self {
-        ServerTimingLayer
+        ServerTimingLayer {
+            exposure: Exposure::Nobody,
+        }
+    }
+
+    /// Exposes timings to every request sent with `X-Trace: true`.
+    #[must_use]
+    pub fn expose_to_all(mut self) -> Self {
+        self.exposure = Exposure::Everyone;
+        self
+    }
+
+    /// Exposes timings to requests sent with `X-Trace: true` for which `allow` is true.
+    #[must_use]
+    pub fn expose_when<F>(mut self, allow: F) -> Self
+    where
+        F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.exposure = Exposure::When(Arc::new(allow));
+        self
     }
 }
 
@@ -150,7 +209,10 @@ impl<S> Layer<S> for ServerTimingLayer {
     type Service = ServerTiming<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTiming { inner }
+        ServerTiming {
+            inner,
+            exposure: self.exposure.clone(),
+        }
     }
 }
 
@@ -158,17 +220,18 @@ impl<S> Layer<S> for ServerTimingLayer {
 #[derive(Debug, Clone)]
 pub struct ServerTiming<S> {
     inner: S,
+    exposure: Exposure,
 }
 
 impl<S> ServerTiming<S> {
-    /// Adds `Server-Timing` to `inner`'s traced responses.
-    pub fn new(inner: S) -> Self {
-        ServerTiming { inner }
+    /// Adds `Server-Timing` to `inner`'s responses as `layer` says.
+    pub fn new(inner: S, layer: &ServerTimingLayer) -> Self {
+        layer.layer(inner)
     }
 
-    /// A layer doing the same.
+    /// A layer exposing timings to nobody until told otherwise.
     pub fn layer() -> ServerTimingLayer {
-        ServerTimingLayer
+        ServerTimingLayer::new()
     }
 
     /// The inner service.
@@ -205,15 +268,18 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let trace = request
-            .headers()
-            .get(X_TRACE)
-            .is_some_and(is_traced)
-            .then(|| {
-                let timings = Timings::default();
-                request.extensions_mut().insert(timings.clone());
-                (timings, Instant::now())
-            });
+        let asked = request.headers().get(X_TRACE).is_some_and(is_traced);
+        let exposed = asked
+            && match &self.exposure {
+                Exposure::Nobody => false,
+                Exposure::Everyone => true,
+                Exposure::When(allow) => allow(&RequestHead::of(&request)),
+            };
+        let trace = exposed.then(|| {
+            let timings = Timings::default();
+            request.extensions_mut().insert(timings.clone());
+            (timings, Instant::now())
+        });
         ResponseFuture {
             inner: self.inner.call(request),
             trace,

@@ -175,7 +175,7 @@ async fn a_bad_client_request_id_is_replaced_and_the_inner_sees_the_same_id() {
 #[tokio::test(start_paused = true)]
 async fn server_timing_lists_every_recorded_stage_in_order() {
     let mut service = ServiceBuilder::new()
-        .layer(ServerTimingLayer::new())
+        .layer(ServerTimingLayer::new().expose_to_all())
         .service(service_fn(|request: Request<()>| async move {
             let timings = Timings::of(&request).expect("traced");
             timings.record("queue", Duration::from_millis(3));
@@ -194,4 +194,23 @@ async fn server_timing_lists_every_recorded_stage_in_order() {
         response.headers()["server-timing"],
         "queue;dur=3.000, engine;dur=40.000, db;dur=2.500, total;dur=40.000"
     );
+}
+
+#[tokio::test]
+async fn server_timing_is_off_until_a_policy_exposes_it() {
+    let mut service = ServiceBuilder::new()
+        .layer(ServerTimingLayer::new())
+        .service(service_fn(|request: Request<()>| async move {
+            assert!(
+                Timings::of(&request).is_none(),
+                "no work for unexposed requests"
+            );
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    let request = Request::get("/")
+        .header("x-trace", "true")
+        .body(())
+        .unwrap();
+    let response = send(&mut service, request).await.unwrap();
+    assert!(response.headers().get("server-timing").is_none());
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use perf_middleware::performance::{PerformanceConfig, PerformanceLayer, RateLimitConfig};
+use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
+use perf_middleware::rate_limit::RateLimitConfig;
 use perf_middleware::rate_limit::RateLimitKey;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -58,6 +59,7 @@ fn config(per_second: u32, burst: u32) -> PerformanceConfig {
             ..RateLimitConfig::default()
         }),
         max_body_bytes: 1024,
+        server_timing_for_all: true,
         ..PerformanceConfig::default()
     }
 }
@@ -94,11 +96,15 @@ async fn refusals_still_carry_the_outer_layers() {
     assert_eq!(limited.headers()["x-frame-options"], "DENY");
     assert_eq!(limited.headers()["retry-after"], "1");
 
-    let big = Request::post("/api/v1/transcribe")
-        .header("authorization", "Bearer b")
+    let mut big = Request::post("/api/v1/transcribe")
         .header("content-length", "4096")
         .body(Full::new(Bytes::from(vec![0; 4096])))
         .unwrap();
+    // Another client, with a bucket of its own.
+    big.extensions_mut()
+        .insert(perf_middleware::rate_limit::PeerAddr(
+            "198.51.100.2:1".parse().unwrap(),
+        ));
     let too_large = send(&mut service, big).await.unwrap();
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(too_large.headers()["x-request-id"].len(), 32);
@@ -110,7 +116,7 @@ async fn layers_can_be_turned_off_and_health_is_never_shed() {
         rate_limit: None,
         security_headers: false,
         timeout: None,
-        load_shed: Some(perf_middleware::performance::LoadShedConfig {
+        load_shed: Some(perf_middleware::load_shed::LoadShedConfig {
             max_in_flight: 1,
             ..Default::default()
         }),
@@ -145,7 +151,7 @@ fn invalid_configuration_is_a_build_error() {
     bad_header.rate_limit.as_mut().unwrap().key = RateLimitKey::Header("bad header".into());
     assert_eq!(
         PerformanceLayer::new(&bad_header).unwrap_err().field(),
-        "rate_limit.key"
+        "rate_limit.key.header"
     );
     let zero_timeout = PerformanceConfig {
         timeout: Some(Duration::ZERO),
@@ -200,4 +206,69 @@ fn configuration_reads_from_a_file_format() {
 
     let typo = serde_json::from_str::<PerformanceConfig>(r#"{"time_out": "5s"}"#).unwrap_err();
     assert!(typo.to_string().contains("time_out"), "{typo}");
+}
+
+#[tokio::test]
+async fn timings_go_only_where_the_policy_allows() {
+    let config = PerformanceConfig {
+        rate_limit: None,
+        ..PerformanceConfig::default()
+    };
+    let mut closed = PerformanceLayer::new(&config).unwrap().layer(app());
+    let response = send(&mut closed, request("a")).await.unwrap();
+    assert!(response.headers().get("server-timing").is_none());
+
+    let mut admins_only = PerformanceLayer::new(&config)
+        .unwrap()
+        .expose_timings_when(|head| {
+            head.headers
+                .get("authorization")
+                .is_some_and(|value| value == "Bearer admin")
+        })
+        .layer(app());
+    let stranger = send(&mut admins_only, request("a")).await.unwrap();
+    assert!(stranger.headers().get("server-timing").is_none());
+    let admin = send(&mut admins_only, request("admin")).await.unwrap();
+    assert!(admin.headers().contains_key("server-timing"));
+}
+
+#[tokio::test]
+async fn made_up_tokens_share_their_address_bucket_and_identities_get_their_own() {
+    use perf_middleware::rate_limit::{Identity, PeerAddr};
+    let mut service = PerformanceLayer::new(&config(1, 2)).unwrap().layer(app());
+    let from = |token: &str, identity: Option<&str>| {
+        let mut request = request(token);
+        request
+            .extensions_mut()
+            .insert(PeerAddr("198.51.100.7:4000".parse().unwrap()));
+        if let Some(identity) = identity {
+            request
+                .extensions_mut()
+                .insert(Identity(std::sync::Arc::from(identity)));
+        }
+        request
+    };
+    // Three made-up tokens from one address: one bucket of two.
+    let mut statuses = Vec::new();
+    for token in ["x1", "x2", "x3"] {
+        statuses.push(
+            send(&mut service, from(token, None))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // A verified identity from the same address has a bucket of its own.
+    let alice = send(&mut service, from("real", Some("user:alice")))
+        .await
+        .unwrap();
+    assert_eq!(alice.status(), StatusCode::OK);
 }

@@ -105,7 +105,10 @@ async fn the_limiter_is_shared_between_layers_and_clones() {
 #[tokio::test(start_paused = true)]
 async fn per_key_quotas_override_the_default() {
     let limiter = RateLimiter::builder(Quota::per_hour(1))
-        .quota_for("partner".to_owned(), Quota::per_hour(1000).burst(3))
+        .quota_for(
+            BearerToken::key_of("partner"),
+            Quota::per_hour(1000).burst(3),
+        )
         .clock(TokioClock::new())
         .build()
         .unwrap();

@@ -255,8 +255,8 @@ async fn the_statement_cache_is_bounded() {
 #[tokio::test]
 async fn bad_configuration_and_unreachable_servers_fail_clearly() {
     let field = |config: PgPoolConfig| match config.validate() {
-        Err(error) => error.field(),
-        Ok(_) => "valid",
+        Err(error) => error.field().to_owned(),
+        Ok(_) => "valid".to_owned(),
     };
     assert_eq!(field(PgPoolConfig::new("")), "url");
     assert_eq!(field(PgPoolConfig::new("postgres://[oops")), "url");
@@ -274,6 +274,31 @@ async fn bad_configuration_and_unreachable_servers_fail_clearly() {
         }),
         "max_open_conns"
     );
+    for (config, expected) in [
+        (
+            PgPoolConfig {
+                conn_max_lifetime: Some(Duration::ZERO),
+                ..PgPoolConfig::new(SERVER)
+            },
+            "conn_max_lifetime",
+        ),
+        (
+            PgPoolConfig {
+                conn_max_idle_time: Some(Duration::ZERO),
+                ..PgPoolConfig::new(SERVER)
+            },
+            "conn_max_idle_time",
+        ),
+        (
+            PgPoolConfig {
+                reaper_interval: Some(Duration::ZERO),
+                ..PgPoolConfig::new(SERVER)
+            },
+            "reaper_interval",
+        ),
+    ] {
+        assert_eq!(field(config), expected);
+    }
     let started = Instant::now();
     let unreachable = PgPool::connect(PgPoolConfig {
         min_idle_conns: 1,

@@ -259,8 +259,7 @@ fn finish(
     }
     parts.headers.insert(X_CACHE, Outcome::Miss.header());
     let head = Response::from_parts(parts, ());
-    if complete && validators::not_modified(&miss.request_headers, head.status(), head.headers())
-    {
+    if complete && validators::not_modified(&miss.request_headers, head.status(), head.headers()) {
         return not_modified(head).map(|()| None);
     }
     head.map(|()| Some(data))

@@ -160,7 +160,11 @@ mod tests {
     #[test]
     fn response_lifetimes_follow_cache_control() {
         let ttl = |pairs: &[(&str, &str)], per_user: bool| {
-            let scope = if per_user { Scope::Keyed } else { Scope::Shared };
+            let scope = if per_user {
+                Scope::Keyed
+            } else {
+                Scope::Shared
+            };
             response_ttl(
                 StatusCode::OK,
                 &headers(pairs),
@@ -223,8 +227,14 @@ mod tests {
             ttl(&[("cache-control", "must-revalidate, max-age=20")]),
             Some(Duration::from_secs(20))
         );
-        assert!(answers_credentials(&headers(&[("cache-control", "public")])));
-        assert!(!answers_credentials(&headers(&[("cache-control", "max-age=9")])));
+        assert!(answers_credentials(&headers(&[(
+            "cache-control",
+            "public"
+        )])));
+        assert!(!answers_credentials(&headers(&[(
+            "cache-control",
+            "max-age=9"
+        )])));
     }
 
     #[test]

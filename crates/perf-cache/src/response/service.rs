@@ -33,7 +33,9 @@ impl<S> ResponseCache<S> {
     /// # Errors
     ///
     /// A [`BuildError`](crate::BuildError) for an invalid setting.
-    pub fn layer(config: super::ResponseCacheConfig) -> Result<ResponseCacheLayer, crate::BuildError> {
+    pub fn layer(
+        config: super::ResponseCacheConfig,
+    ) -> Result<ResponseCacheLayer, crate::BuildError> {
         ResponseCacheLayer::new(config)
     }
 

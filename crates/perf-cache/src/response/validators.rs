@@ -104,7 +104,10 @@ mod tests {
                 StatusCode::MOVED_PERMANENTLY,
                 StatusCode::GONE,
             ] {
-                assert!(!super::not_modified(&request, status, &response), "{status}");
+                assert!(
+                    !super::not_modified(&request, status, &response),
+                    "{status}"
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 use tower_layer::Layer;
 
-use super::{AllNormal, LoadShed, LoadShedder};
+use super::{AllNormal, LoadShed, LoadShedConfig, LoadShedder, PathPriorities};
+use crate::BuildError;
 use crate::clock::FastClock;
 
 /// Sheds load; see the [module docs](super).
@@ -20,7 +21,27 @@ impl<C> LoadShedLayer<AllNormal, C> {
     }
 }
 
+impl LoadShedLayer<PathPriorities> {
+    /// A shedder and path priorities from `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first invalid setting.
+    pub fn from_config(config: &LoadShedConfig) -> Result<Self, BuildError> {
+        let priorities = PathPriorities::new()
+            .exempt(&config.exempt_paths)
+            .low(&config.low_priority_paths)
+            .high(&config.high_priority_paths);
+        Ok(LoadShedLayer::new(LoadShedder::new(config.clone())?).prioritize(priorities))
+    }
+}
+
 impl<P, C> LoadShedLayer<P, C> {
+    /// The shedder, to read its stats.
+    pub fn shedder(&self) -> &LoadShedder<C> {
+        &self.shedder
+    }
+
     /// Gives each request the priority `prioritize` assigns.
     pub fn prioritize<P2>(self, prioritize: P2) -> LoadShedLayer<P2, C> {
         LoadShedLayer {

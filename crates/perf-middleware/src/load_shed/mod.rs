@@ -6,19 +6,20 @@
 //! concurrency the service sustains). Requests have a [`Priority`]: exempt ones (health
 //! checks) are never refused or counted, high ones may use a reserve above the limit, low
 //! ones are refused first. The shedder is `Clone` and shared: one limit for every clone of
-//! the layer and every connection.
+//! the layer and every connection. [`LoadShedConfig`] holds every setting, for a stack
+//! built from a file ([`LoadShedLayer::from_config`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
-//! use perf_middleware::load_shed::{ExemptPaths, LoadShedLayer, LoadShedder};
+//! use perf_middleware::load_shed::{LoadShedLayer, LoadShedder, PathPriorities};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let shedder = LoadShedder::fixed(1).build().unwrap();
 //! let mut service = ServiceBuilder::new()
-//!     .layer(LoadShedLayer::new(shedder.clone()).prioritize(ExemptPaths::new(["/health"])))
+//!     .layer(LoadShedLayer::new(shedder.clone()).prioritize(PathPriorities::new().exempt(["/health"])))
 //!     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) }));
 //!
 //! // Hold the only slot, as a long request would.
@@ -33,6 +34,7 @@
 //! ```
 
 mod adaptive;
+mod config;
 mod future;
 mod layer;
 mod priority;
@@ -40,8 +42,9 @@ mod service;
 mod shedder;
 
 pub use adaptive::AdaptiveConfig;
+pub use config::{LoadShedConfig, QueueConfig};
 pub use future::ResponseFuture;
 pub use layer::LoadShedLayer;
-pub use priority::{AllNormal, ExemptPaths, Prioritize, Priority};
+pub use priority::{AllNormal, PathPriorities, Prioritize, Priority};
 pub use service::LoadShed;
 pub use shedder::{LoadShedStats, LoadShedder, LoadShedderBuilder, ShedPermit};

@@ -6,8 +6,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
-use super::Priority;
+use metrics::{Counter, Gauge};
+
 use super::adaptive::{AdaptiveConfig, Aimd};
+use super::{LoadShedConfig, Priority};
 use crate::BuildError;
 use crate::clock::{Clock, FastClock};
 
@@ -39,7 +41,42 @@ struct Inner<C> {
     adaptive: Option<Aimd>,
     queue: Option<Queue>,
     shed: AtomicU64,
+    telemetry: Telemetry,
     clock: C,
+}
+
+/// What a shedder reports through the `metrics` facade: refusals as they happen (a rare
+/// path), the gauges whenever [`LoadShedder::stats`] runs, so admissions write no shared
+/// metric.
+///
+/// | metric | kind |
+/// |---|---|
+/// | `{prefix}_shed_total` | counter: requests refused, queue timeouts included |
+/// | `{prefix}_in_flight` | gauge |
+/// | `{prefix}_limit` | gauge: the current limit |
+/// | `{prefix}_queued` | gauge |
+struct Telemetry {
+    shed: Counter,
+    in_flight: Gauge,
+    limit: Gauge,
+    queued: Gauge,
+}
+
+impl Telemetry {
+    fn new(prefix: &str) -> Self {
+        Telemetry {
+            shed: metrics::counter!(format!("{prefix}_shed_total")),
+            in_flight: metrics::gauge!(format!("{prefix}_in_flight")),
+            limit: metrics::gauge!(format!("{prefix}_limit")),
+            queued: metrics::gauge!(format!("{prefix}_queued")),
+        }
+    }
+
+    fn publish(&self, stats: &LoadShedStats) {
+        self.in_flight.set(f64::from(stats.in_flight));
+        self.limit.set(f64::from(stats.limit));
+        self.queued.set(f64::from(stats.queued));
+    }
 }
 
 /// Requests waiting for a slot, at most `size`, each for at most `timeout`.
@@ -82,14 +119,28 @@ pub struct LoadShedStats {
 }
 
 impl LoadShedder {
+    /// A shedder with `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first invalid setting.
+    pub fn new(config: LoadShedConfig) -> Result<Self, BuildError> {
+        LoadShedderBuilder::from_config(config).build()
+    }
+
+    /// A builder starting from the defaults of [`LoadShedConfig`].
+    pub fn builder() -> LoadShedderBuilder {
+        LoadShedderBuilder::from_config(LoadShedConfig::default())
+    }
+
     /// A builder for a fixed limit of `max_in_flight` requests.
     pub fn fixed(max_in_flight: u32) -> LoadShedderBuilder {
-        LoadShedderBuilder::new(max_in_flight, None)
+        LoadShedder::builder().max_in_flight(max_in_flight)
     }
 
     /// A builder for a limit that adapts to the latency the inner service shows.
     pub fn adaptive(config: AdaptiveConfig) -> LoadShedderBuilder {
-        LoadShedderBuilder::new(config.initial_limit, Some(config))
+        LoadShedder::builder().adaptive(config)
     }
 }
 
@@ -100,7 +151,7 @@ impl<C: Clock> LoadShedder<C> {
     pub fn try_acquire(&self, priority: Priority) -> Option<ShedPermit<C>> {
         let acquired = self.acquire_now(priority);
         if acquired.is_none() {
-            self.inner.shed.fetch_add(1, Relaxed);
+            self.count_shed();
         }
         acquired
     }
@@ -134,7 +185,7 @@ impl<C: Clock> LoadShedder<C> {
                 }
             }
         }
-        self.inner.shed.fetch_add(1, Relaxed);
+        self.count_shed();
         Admission::Shed
     }
 
@@ -172,15 +223,20 @@ impl<C: Clock> LoadShedder<C> {
         })
     }
 
+    fn count_shed(&self) {
+        self.inner.shed.fetch_add(1, Relaxed);
+        self.inner.telemetry.shed.increment(1);
+    }
+
     /// How long a refused client should wait: the `Retry-After` of the 503.
     pub fn retry_after(&self) -> Duration {
         self.inner.retry_after
     }
 
-    /// A snapshot of the state.
+    /// A snapshot of the state, also published as gauges.
     pub fn stats(&self) -> LoadShedStats {
         let inner = &*self.inner;
-        LoadShedStats {
+        let stats = LoadShedStats {
             limit: inner.limit.load(Relaxed),
             in_flight: inner.in_flight.load(Relaxed),
             queued: inner
@@ -193,7 +249,9 @@ impl<C: Clock> LoadShedder<C> {
                 .as_ref()
                 .and_then(Aimd::baseline_ns)
                 .map(Duration::from_nanos),
-        }
+        };
+        inner.telemetry.publish(&stats);
+        stats
     }
 }
 
@@ -274,7 +332,7 @@ impl<C: Clock> QueueTicket<C> {
 
     /// The wait timed out: the request is shed.
     pub(crate) fn expire(self) -> Duration {
-        self.shedder.inner.shed.fetch_add(1, Relaxed);
+        self.shedder.count_shed();
         self.shedder.retry_after()
     }
 }
@@ -298,47 +356,52 @@ impl<C: Clock> fmt::Debug for QueueTicket<C> {
 #[derive(Debug)]
 #[must_use = "builder does nothing itself, call build()"]
 pub struct LoadShedderBuilder<C = FastClock> {
-    limit: u32,
-    adaptive: Option<AdaptiveConfig>,
-    low_priority_share: f64,
-    high_priority_reserve: Option<u32>,
-    retry_after: Duration,
-    queue: Option<(u32, Duration)>,
+    config: LoadShedConfig,
     clock: C,
 }
 
 impl LoadShedderBuilder {
-    fn new(limit: u32, adaptive: Option<AdaptiveConfig>) -> Self {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: LoadShedConfig) -> Self {
         LoadShedderBuilder {
-            limit,
-            adaptive,
-            low_priority_share: 0.8,
-            high_priority_reserve: None,
-            retry_after: Duration::from_secs(1),
-            queue: None,
+            config,
             clock: FastClock::new(),
         }
     }
 }
 
 impl<C: Clock> LoadShedderBuilder<C> {
+    /// A fixed limit of `max_in_flight` requests (ignored when [`adaptive`](Self::adaptive)
+    /// is set: the adaptive limit starts at its `initial_limit`).
+    pub fn max_in_flight(mut self, max_in_flight: u32) -> Self {
+        self.config.max_in_flight = max_in_flight;
+        self
+    }
+
+    /// A limit that adapts to the latency the inner service shows, starting at
+    /// `config.initial_limit`.
+    pub fn adaptive(mut self, config: AdaptiveConfig) -> Self {
+        self.config.adaptive = Some(config);
+        self
+    }
+
     /// Low-priority requests are refused once this share of the limit is in flight
     /// (default 0.8).
     pub fn low_priority_share(mut self, share: f64) -> Self {
-        self.low_priority_share = share;
+        self.config.low_priority_share = share;
         self
     }
 
     /// High-priority requests may exceed the limit by this many (default: a tenth of the
     /// limit, at least 1).
     pub fn high_priority_reserve(mut self, reserve: u32) -> Self {
-        self.high_priority_reserve = Some(reserve);
+        self.config.high_priority_reserve = Some(reserve);
         self
     }
 
     /// The `Retry-After` of a refusal (default 1 s).
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = retry_after;
+        self.config.retry_after = retry_after;
         self
     }
 
@@ -349,19 +412,20 @@ impl<C: Clock> LoadShedderBuilder<C> {
     /// while it waits. Keep the queue small: it exists to absorb a burst, not to hide
     /// overload.
     pub fn queue(mut self, size: u32, timeout: Duration) -> Self {
-        self.queue = Some((size, timeout));
+        self.config.queue = Some(super::QueueConfig { size, timeout });
+        self
+    }
+
+    /// Prefix of the metrics (default `load_shed`).
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
         self
     }
 
     /// Reads time from `clock` ([`TokioClock`](crate::clock::TokioClock) in tests).
     pub fn clock<C2: Clock>(self, clock: C2) -> LoadShedderBuilder<C2> {
         LoadShedderBuilder {
-            limit: self.limit,
-            adaptive: self.adaptive,
-            low_priority_share: self.low_priority_share,
-            high_priority_reserve: self.high_priority_reserve,
-            retry_after: self.retry_after,
-            queue: self.queue,
+            config: self.config,
             clock,
         }
     }
@@ -370,61 +434,67 @@ impl<C: Clock> LoadShedderBuilder<C> {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for a zero limit, a share outside `(0, 1]`, or adaptive bounds that
-    /// contradict each other.
+    /// A [`BuildError`] for a zero limit, a share outside `(0, 1]`, adaptive bounds that
+    /// contradict each other, an empty queue or an invalid metrics prefix.
     pub fn build(self) -> Result<LoadShedder<C>, BuildError> {
-        if self.limit == 0 {
+        let config = self.config;
+        let limit = config
+            .adaptive
+            .map_or(config.max_in_flight, |adaptive| adaptive.initial_limit);
+        if config.max_in_flight == 0 {
             return Err(BuildError::new("max_in_flight", "must be at least 1"));
         }
-        if !(self.low_priority_share > 0.0 && self.low_priority_share <= 1.0) {
+        if !(config.low_priority_share > 0.0 && config.low_priority_share <= 1.0) {
             return Err(BuildError::new("low_priority_share", "must be in (0, 1]"));
         }
-        if let Some(config) = &self.adaptive {
-            if config.min_limit == 0 || config.min_limit > config.max_limit {
+        if let Some(adaptive) = &config.adaptive {
+            if adaptive.min_limit == 0 || adaptive.min_limit > adaptive.max_limit {
                 return Err(BuildError::new(
                     "adaptive.min_limit",
                     "must be at least 1 and at most max_limit",
                 ));
             }
-            if !(config.min_limit..=config.max_limit).contains(&config.initial_limit) {
+            if !(adaptive.min_limit..=adaptive.max_limit).contains(&limit) {
                 return Err(BuildError::new(
                     "adaptive.initial_limit",
                     "must be between min_limit and max_limit",
                 ));
             }
-            if !(config.tolerance.is_finite() && config.tolerance > 1.0) {
+            if !(adaptive.tolerance.is_finite() && adaptive.tolerance > 1.0) {
                 return Err(BuildError::new("adaptive.tolerance", "must be above 1.0"));
             }
-            if !(config.backoff > 0.0 && config.backoff < 1.0) {
+            if !(adaptive.backoff > 0.0 && adaptive.backoff < 1.0) {
                 return Err(BuildError::new("adaptive.backoff", "must be in (0, 1)"));
             }
         }
-        if let Some((size, timeout)) = self.queue
-            && (size == 0 || timeout.is_zero())
+        if let Some(queue) = config.queue
+            && (queue.size == 0 || queue.timeout.is_zero())
         {
             return Err(BuildError::new(
                 "queue",
                 "needs a size of at least 1 and a timeout longer than zero",
             ));
         }
-        let reserve = self
+        perf_core::metric_name::validate_prefix("metrics_prefix", &config.metrics_prefix)?;
+        let reserve = config
             .high_priority_reserve
-            .unwrap_or_else(|| (self.limit / 10).max(1));
+            .unwrap_or_else(|| (limit / 10).max(1));
         Ok(LoadShedder {
             inner: Arc::new(Inner {
                 in_flight: AtomicU32::new(0),
-                limit: AtomicU32::new(self.limit),
-                low_priority_share: self.low_priority_share,
+                limit: AtomicU32::new(limit),
+                low_priority_share: config.low_priority_share,
                 high_priority_reserve: reserve,
-                retry_after: self.retry_after,
-                adaptive: self.adaptive.map(Aimd::new),
-                queue: self.queue.map(|(size, timeout)| Queue {
-                    size,
-                    timeout,
+                retry_after: config.retry_after,
+                adaptive: config.adaptive.map(Aimd::new),
+                queue: config.queue.map(|queue| Queue {
+                    size: queue.size,
+                    timeout: queue.timeout,
                     waiting: AtomicU32::new(0),
                     released: Arc::new(Notify::new()),
                 }),
                 shed: AtomicU64::new(0),
+                telemetry: Telemetry::new(&config.metrics_prefix),
                 clock: self.clock,
             }),
         })

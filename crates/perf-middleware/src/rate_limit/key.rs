@@ -1,9 +1,10 @@
 //! Which bucket a request draws from.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use foldhash::fast::RandomState;
 use http::header::{AUTHORIZATION, HeaderName};
 
 use crate::BuildError;
@@ -14,6 +15,13 @@ pub use perf_core::RequestHead;
 /// adapter) inserts it; [`PeerIp`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// Who the application has verified a request comes from (a user id, an API key's id), as
+/// a request extension that an authentication layer outside the rate limit inserts.
+/// [`IdentityOrPeerIp`] keys by it, so a bucket belongs to someone the server knows and a
+/// client cannot mint fresh buckets by sending made-up credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity(pub Arc<str>);
 
 /// Maps a request to its rate-limit key.
 ///
@@ -38,6 +46,14 @@ where
     }
 }
 
+/// A client-supplied value as a bucket key: 64 bits of a hash keyed with a secret chosen at
+/// start-up. The key map then holds eight bytes whatever a client sends (a megabyte-long
+/// token is not kept), and without the secret nobody can make two values share a bucket.
+fn digest(value: &[u8]) -> u64 {
+    static SECRET: OnceLock<RandomState> = OnceLock::new();
+    SECRET.get_or_init(RandomState::default).hash_one(value)
+}
+
 /// Every request draws from one bucket.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GlobalKey;
@@ -49,16 +65,28 @@ impl KeyExtractor for GlobalKey {
     fn extract(&self, _request: &RequestHead<'_>) {}
 }
 
-/// The bearer token of `Authorization: Bearer <token>`; requests without one share the
-/// empty key, so anonymous traffic has one bucket rather than none.
+/// A digest of the bearer token of `Authorization: Bearer <token>` (see the digest note on
+/// [`HeaderKey`]); requests without one share one bucket.
+///
+/// The token is not verified here, so any client gets a fresh bucket per made-up token. Use
+/// it only behind a layer that refuses unknown tokens, or better, key by the verified
+/// [`Identity`] with [`IdentityOrPeerIp`], which falls back to the peer's address.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BearerToken;
 
-impl KeyExtractor for BearerToken {
-    type Key = String;
+impl BearerToken {
+    /// The key of requests bearing `token`, to give it its own quota
+    /// ([`RateLimiterBuilder::quota_for`](super::RateLimiterBuilder::quota_for)).
+    pub fn key_of(token: &str) -> u64 {
+        digest(token.as_bytes())
+    }
+}
 
-    fn extract(&self, request: &RequestHead<'_>) -> String {
-        request
+impl KeyExtractor for BearerToken {
+    type Key = u64;
+
+    fn extract(&self, request: &RequestHead<'_>) -> u64 {
+        let token = request
             .headers
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -66,13 +94,14 @@ impl KeyExtractor for BearerToken {
                 let (scheme, token) = value.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .unwrap_or_default()
-            .to_owned()
+            .unwrap_or_default();
+        digest(token.as_bytes())
     }
 }
 
-/// The value of one header (an API key, a tenant id); requests without it share the empty
-/// key.
+/// A digest of one header's value (an API key, a tenant id); requests without it share one
+/// bucket. The value is kept as 64 bits of a hash keyed with a per-process secret, so the
+/// key map's memory does not depend on what clients send.
 #[derive(Debug, Clone)]
 pub struct HeaderKey {
     name: HeaderName,
@@ -86,14 +115,16 @@ impl HeaderKey {
 }
 
 impl KeyExtractor for HeaderKey {
-    type Key = Vec<u8>;
+    type Key = u64;
 
-    fn extract(&self, request: &RequestHead<'_>) -> Vec<u8> {
-        request
-            .headers
-            .get(&self.name)
-            .map(|value| value.as_bytes().to_vec())
-            .unwrap_or_default()
+    fn extract(&self, request: &RequestHead<'_>) -> u64 {
+        digest(
+            request
+                .headers
+                .get(&self.name)
+                .map(|value| value.as_bytes())
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -101,6 +132,12 @@ impl KeyExtractor for HeaderKey {
 /// proxy, the nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
 /// `X-Forwarded-For` from anyone else is ignored, since a client can write whatever it likes
 /// there. Requests without a `PeerAddr` share the unspecified address's bucket.
+///
+/// The chain is read from the nearest hop back, and only as far as trusted proxies vouch
+/// for it: `203.0.113.7`, `203.0.113.7:5000`, `[2001:db8::1]:443` and `[2001:db8::1]` are
+/// understood; at the first entry that is none of these the walk stops, and the key is the
+/// trusted proxy that wrote it, rather than skipping to whatever a client wrote further
+/// left. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) count as their IPv4 address.
 #[derive(Debug, Clone, Default)]
 pub struct PeerIp {
     trusted_proxies: Arc<[IpNet]>,
@@ -143,24 +180,81 @@ impl KeyExtractor for PeerIp {
         let Some(PeerAddr(peer)) = request.extensions.get::<PeerAddr>() else {
             return IpAddr::from([0, 0, 0, 0]);
         };
-        let peer = peer.ip();
-        if !self.is_trusted(peer) {
-            return peer;
+        let mut nearest = peer.ip().to_canonical();
+        if !self.is_trusted(nearest) {
+            return nearest;
         }
-        // Walk the chain from the nearest hop back; the first untrusted address is the
-        // client as far as our proxies can vouch.
         let hops = request
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect::<Vec<_>>();
-        hops.iter()
-            .rev()
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .find(|address| !self.is_trusted(*address))
-            .unwrap_or(peer)
+            .map(|value| value.to_str().ok());
+        // Each hop was written by the proxy to its right; a trusted one vouches for it.
+        let mut hops: Vec<Option<&str>> = hops.collect();
+        while let Some(value) = hops.pop() {
+            let Some(value) = value else { return nearest };
+            for hop in value.rsplit(',') {
+                let Some(address) = parse_hop(hop) else {
+                    return nearest;
+                };
+                if !self.is_trusted(address) {
+                    return address;
+                }
+                nearest = address;
+            }
+        }
+        nearest
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, with or without a port (`[v6]:port` for IPv6).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let address = if let Some(rest) = hop.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        address.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)?
+    } else if let Ok(address) = hop.parse::<IpAddr>() {
+        address
+    } else {
+        let (address, port) = hop.rsplit_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        IpAddr::V4(address.parse().ok()?)
+    };
+    Some(address.to_canonical())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.parse::<u16>().is_ok()
+}
+
+/// The verified [`Identity`] the application put in the request's extensions, or the
+/// client's IP (by [`PeerIp`]'s rules) when there is none: anonymous and unauthenticated
+/// requests share their address's bucket instead of each made-up credential getting one.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityOrPeerIp {
+    peer: PeerIp,
+}
+
+impl IdentityOrPeerIp {
+    /// Falls back to `peer` for requests without an identity.
+    pub fn new(peer: PeerIp) -> Self {
+        IdentityOrPeerIp { peer }
+    }
+}
+
+impl KeyExtractor for IdentityOrPeerIp {
+    type Key = KeyValue;
+
+    fn extract(&self, request: &RequestHead<'_>) -> KeyValue {
+        match request.extensions.get::<Identity>() {
+            Some(Identity(identity)) => KeyValue::identity(identity),
+            None => KeyValue::Ip(self.peer.extract(request)),
+        }
     }
 }
 
@@ -174,12 +268,13 @@ pub struct ConfiguredKey {
 enum KeyKind {
     Global,
     PeerIp(PeerIp),
+    Identity(IdentityOrPeerIp),
     BearerToken,
     Header(HeaderKey),
 }
 
 /// What a configured rate limit is keyed by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(
     feature = "serde",
@@ -195,11 +290,25 @@ pub enum RateLimitKey {
         #[cfg_attr(feature = "serde", serde(default))]
         trusted_proxies: Vec<String>,
     },
-    /// The bearer token (the guide's "per token" limit).
-    #[default]
+    /// The verified [`Identity`] an authentication layer set, else the client IP (the
+    /// default: the guide's "per token" limit, counted per verified token).
+    Identity {
+        /// Addresses or networks of trusted proxies, for the fallback.
+        #[cfg_attr(feature = "serde", serde(default))]
+        trusted_proxies: Vec<String>,
+    },
+    /// The bearer token as sent, unverified: see [`BearerToken`] before choosing it.
     BearerToken,
     /// The value of this header.
     Header(String),
+}
+
+impl Default for RateLimitKey {
+    fn default() -> Self {
+        RateLimitKey::Identity {
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 impl ConfiguredKey {
@@ -214,10 +323,13 @@ impl ConfiguredKey {
             RateLimitKey::PeerIp { trusted_proxies } => {
                 KeyKind::PeerIp(PeerIp::trusted_proxies(trusted_proxies)?)
             }
+            RateLimitKey::Identity { trusted_proxies } => KeyKind::Identity(IdentityOrPeerIp::new(
+                PeerIp::trusted_proxies(trusted_proxies)?,
+            )),
             RateLimitKey::BearerToken => KeyKind::BearerToken,
             RateLimitKey::Header(name) => KeyKind::Header(HeaderKey::new(
                 HeaderName::try_from(name.as_str()).map_err(|_| {
-                    BuildError::new("rate_limit.key", format!("`{name}` is not a header name"))
+                    BuildError::new("header", format!("`{name}` is not a header name"))
                 })?,
             )),
         };
@@ -225,16 +337,24 @@ impl ConfiguredKey {
     }
 }
 
-/// The key value of a [`ConfiguredKey`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+impl KeyValue {
+    /// The key of requests carrying [`Identity`] `identity`, to give it its own quota
+    /// ([`RateLimiterBuilder::quota_for`](super::RateLimiterBuilder::quota_for)).
+    pub fn identity(identity: &str) -> Self {
+        KeyValue::Hashed(digest(identity.as_bytes()))
+    }
+}
+
+/// The key value of a [`ConfiguredKey`] or an [`IdentityOrPeerIp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyValue {
     /// The one global bucket.
     Global,
     /// A client address.
     Ip(IpAddr),
-    /// A token or a header value.
-    Bytes(Vec<u8>),
+    /// An identity, a token or a header value, as a keyed 64-bit digest.
+    Hashed(u64),
 }
 
 impl KeyExtractor for ConfiguredKey {
@@ -244,8 +364,9 @@ impl KeyExtractor for ConfiguredKey {
         match &self.kind {
             KeyKind::Global => KeyValue::Global,
             KeyKind::PeerIp(peer) => KeyValue::Ip(peer.extract(request)),
-            KeyKind::BearerToken => KeyValue::Bytes(BearerToken.extract(request).into_bytes()),
-            KeyKind::Header(header) => KeyValue::Bytes(header.extract(request)),
+            KeyKind::Identity(identity) => identity.extract(request),
+            KeyKind::BearerToken => KeyValue::Hashed(BearerToken.extract(request)),
+            KeyKind::Header(header) => KeyValue::Hashed(header.extract(request)),
         }
     }
 }
@@ -270,6 +391,19 @@ impl IpNet {
             None => (text, None),
         };
         let address: IpAddr = address.trim().parse().map_err(|_| invalid())?;
+        // A mapped network (`::ffff:10.0.0.0/104`) is its IPv4 network.
+        let (address, prefix) = match (address, prefix) {
+            (IpAddr::V6(v6), prefix) if v6.to_ipv4_mapped().is_some() => {
+                let shift = |p: &str| p.trim().parse::<u8>().ok().and_then(|p| p.checked_sub(96));
+                let prefix = match prefix {
+                    Some(p) => Some(shift(p).ok_or_else(invalid)?.to_string()),
+                    None => None,
+                };
+                (address.to_canonical(), prefix)
+            }
+            (address, prefix) => (address, prefix.map(str::to_owned)),
+        };
+        let prefix = prefix.as_deref();
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(prefix) => prefix
@@ -284,7 +418,7 @@ impl IpNet {
     }
 
     fn contains(&self, address: IpAddr) -> bool {
-        let (network, candidate, bits) = match (self.address, address) {
+        let (network, candidate, bits) = match (self.address, address.to_canonical()) {
             (IpAddr::V4(network), IpAddr::V4(candidate)) => (
                 u128::from(network.to_bits()) << 96,
                 u128::from(candidate.to_bits()) << 96,
@@ -320,12 +454,125 @@ mod tests {
             .header("authorization", "bEaReR tok-1")
             .body(())
             .unwrap();
-        assert_eq!(BearerToken.extract(&head_of(&request)), "tok-1");
+        let same = Request::get("/")
+            .header("authorization", "Bearer tok-1")
+            .body(())
+            .unwrap();
+        let key = BearerToken.extract(&head_of(&request));
+        assert_eq!(key, BearerToken.extract(&head_of(&same)));
         let basic = Request::get("/")
             .header("authorization", "Basic abc")
             .body(())
             .unwrap();
-        assert_eq!(BearerToken.extract(&head_of(&basic)), "");
+        let anonymous = Request::get("/").body(()).unwrap();
+        assert_eq!(
+            BearerToken.extract(&head_of(&basic)),
+            BearerToken.extract(&head_of(&anonymous))
+        );
+        assert_ne!(key, BearerToken.extract(&head_of(&anonymous)));
+    }
+
+    #[test]
+    fn a_huge_token_is_kept_as_eight_bytes() {
+        let token = format!("Bearer {}", "x".repeat(64 * 1024));
+        let request = Request::get("/")
+            .header("authorization", token)
+            .body(())
+            .unwrap();
+        let key: u64 = BearerToken.extract(&head_of(&request));
+        assert_eq!(std::mem::size_of_val(&key), 8);
+    }
+
+    fn from_peer(peer: &str, forwarded: &[&str]) -> Request<()> {
+        let mut request = Request::get("/");
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let mut request = request.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr(peer.parse().unwrap()));
+        request
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn hops_with_ports_are_understood_and_garbage_stops_the_walk() {
+        let proxies = PeerIp::trusted_proxies(["10.0.0.0/8"]).unwrap();
+        let key =
+            |peer: &str, forwarded: &[&str]| proxies.extract(&head_of(&from_peer(peer, forwarded)));
+        // A trusted proxy that writes ports: the spoofed entry on the left stays unread.
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6, 203.0.113.7:5123, 10.1.2.3:80"]),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6, [2001:db8::7]:443"]),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6, [2001:db8::8]"]),
+            ip("2001:db8::8")
+        );
+        // An entry nobody can parse: the proxy that wrote it is the key, not the spoofed
+        // address further left.
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6, unknown, 10.1.2.3"]),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6, 1.2.3.4:99999"]),
+            ip("10.0.0.2")
+        );
+        // Several header lines: the last is the nearest.
+        assert_eq!(
+            key("10.0.0.2:443", &["6.6.6.6", "198.51.100.1, 10.9.9.9"]),
+            ip("198.51.100.1")
+        );
+        // Every hop trusted: the farthest one vouched for.
+        assert_eq!(key("10.0.0.2:443", &["10.3.3.3, 10.4.4.4"]), ip("10.3.3.3"));
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_ranges() {
+        let proxies = PeerIp::trusted_proxies(["10.0.0.0/8"]).unwrap();
+        let request = from_peer("[::ffff:10.0.0.2]:443", &["203.0.113.9"]);
+        assert_eq!(proxies.extract(&head_of(&request)), ip("203.0.113.9"));
+        let direct = from_peer("[::ffff:198.51.100.4]:5000", &["1.1.1.1"]);
+        assert_eq!(proxies.extract(&head_of(&direct)), ip("198.51.100.4"));
+        let mapped = PeerIp::trusted_proxies(["::ffff:10.0.0.0/104"]).unwrap();
+        assert_eq!(
+            mapped.extract(&head_of(&from_peer("10.0.0.2:1", &["203.0.113.9"]))),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn identity_wins_and_the_peer_is_the_fallback() {
+        let extractor = IdentityOrPeerIp::new(PeerIp::new());
+        let mut alice = from_peer("198.51.100.4:1", &[]);
+        alice
+            .extensions_mut()
+            .insert(Identity(Arc::from("user:alice")));
+        let mut alice_elsewhere = from_peer("203.0.113.1:1", &[]);
+        alice_elsewhere
+            .extensions_mut()
+            .insert(Identity(Arc::from("user:alice")));
+        let anonymous = Request::get("/")
+            .header("authorization", "Bearer made-up")
+            .body(())
+            .unwrap();
+        let mut anonymous = anonymous;
+        anonymous
+            .extensions_mut()
+            .insert(PeerAddr("198.51.100.4:2".parse().unwrap()));
+        let key = |request: &Request<()>| extractor.extract(&head_of(request));
+        assert_eq!(key(&alice), key(&alice_elsewhere));
+        assert_eq!(key(&anonymous), KeyValue::Ip(ip("198.51.100.4")));
+        assert_ne!(key(&alice), key(&anonymous));
     }
 
     #[test]
@@ -355,17 +602,8 @@ mod tests {
             "198.51.100.9".parse::<IpAddr>().unwrap()
         );
 
-        let mut garbage = Request::get("/")
-            .header("x-forwarded-for", "not-an-ip, ,")
-            .body(())
-            .unwrap();
-        garbage
-            .extensions_mut()
-            .insert(PeerAddr("[::1]:80".parse().unwrap()));
-        assert_eq!(
-            proxies.extract(&head_of(&garbage)),
-            "::1".parse::<IpAddr>().unwrap()
-        );
+        let garbage = from_peer("[::1]:80", &["not-an-ip, ,"]);
+        assert_eq!(proxies.extract(&head_of(&garbage)), ip("::1"));
     }
 
     #[test]
@@ -379,7 +617,13 @@ mod tests {
                 .unwrap()
                 .contains("8.8.8.8".parse().unwrap())
         );
-        for bad in ["10.0.0.0/33", "nonsense", "10.0.0.0/x", "::/129"] {
+        for bad in [
+            "10.0.0.0/33",
+            "nonsense",
+            "10.0.0.0/x",
+            "::/129",
+            "::ffff:10.0.0.0/90",
+        ] {
             assert_eq!(
                 IpNet::parse(bad).unwrap_err().field(),
                 "trusted_proxies",

@@ -2,7 +2,10 @@ use std::fmt;
 
 use tower_layer::Layer;
 
-use super::{KeyExtractor, RateLimit, RateLimitHeaders, RateLimiter};
+use super::{
+    ConfiguredKey, KeyExtractor, RateLimit, RateLimitConfig, RateLimitHeaders, RateLimiter,
+};
+use crate::BuildError;
 use crate::clock::FastClock;
 
 /// Rate-limits requests by the key `X` extracts; see the [module docs](super).
@@ -12,7 +15,27 @@ pub struct RateLimitLayer<X: KeyExtractor, C = FastClock> {
     headers: RateLimitHeaders,
 }
 
+impl RateLimitLayer<ConfiguredKey> {
+    /// A keyed limiter, its key and its headers from `config`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first invalid setting.
+    pub fn from_config(config: &RateLimitConfig) -> Result<Self, BuildError> {
+        Ok(RateLimitLayer::new(
+            RateLimiter::new(config)?,
+            ConfiguredKey::new(&config.key).map_err(|error| error.within("key"))?,
+        )
+        .headers(config.headers))
+    }
+}
+
 impl<X: KeyExtractor, C> RateLimitLayer<X, C> {
+    /// The limiter, to read its stats.
+    pub fn limiter(&self) -> &RateLimiter<X::Key, C> {
+        &self.limiter
+    }
+
     /// Limits each request by `limiter`'s bucket for `extractor`'s key. The limiter is
     /// shared, not copied: give two layers the same limiter and they share buckets.
     pub fn new(limiter: RateLimiter<X::Key, C>, extractor: X) -> Self {

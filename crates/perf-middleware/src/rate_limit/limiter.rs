@@ -2,13 +2,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use foldhash::fast::RandomState;
+use metrics::{Counter, Gauge};
 
-use super::Quota;
 use super::gcra::{self, Decision};
 use super::store::KeyedStore;
+use super::{Quota, RateLimitConfig};
 use crate::BuildError;
 use crate::clock::{Clock, FastClock};
 
@@ -36,8 +37,46 @@ struct Inner<K, C> {
     quota: Quota,
     overrides: HashMap<K, Quota, RandomState>,
     state: State<K>,
+    telemetry: Telemetry,
     clock: C,
 }
+
+/// A snapshot of a [`RateLimiter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimiterStats {
+    /// Keys tracked now (1 for a global limiter).
+    pub keys: usize,
+    /// Requests refused since the limiter was built.
+    pub limited: u64,
+}
+
+/// What a limiter reports through the `metrics` facade: refusals as they happen (the rare
+/// path; an allowed check writes no shared metric), the key count whenever
+/// [`RateLimiter::stats`] runs.
+///
+/// | metric | kind |
+/// |---|---|
+/// | `{prefix}_limited_total` | counter: requests refused |
+/// | `{prefix}_keys` | gauge: keys tracked |
+struct Telemetry {
+    limited: AtomicU64,
+    limited_total: Counter,
+    keys: Gauge,
+}
+
+impl Telemetry {
+    fn new(prefix: &str) -> Self {
+        Telemetry {
+            limited: AtomicU64::new(0),
+            limited_total: metrics::counter!(format!("{prefix}_limited_total")),
+            keys: metrics::gauge!(format!("{prefix}_keys")),
+        }
+    }
+}
+
+/// The default metrics prefix.
+const PREFIX: &str = "rate_limit";
 
 enum State<K> {
     /// One bucket for every request: no map, no hashing.
@@ -68,6 +107,7 @@ impl<C: Clock> RateLimiter<(), C> {
                 quota,
                 overrides: HashMap::default(),
                 state: State::Global(AtomicU64::new(0)),
+                telemetry: Telemetry::new(PREFIX),
                 clock,
             }),
         }
@@ -75,12 +115,32 @@ impl<C: Clock> RateLimiter<(), C> {
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A keyed limiter with `config`'s quota, key bound and metrics prefix (its `key` and
+    /// `headers` are for the layer: see [`RateLimitLayer::from_config`](super::RateLimitLayer::from_config)).
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first invalid setting.
+    pub fn new(config: &RateLimitConfig) -> Result<Self, BuildError> {
+        if config.requests_per_second == 0 {
+            return Err(BuildError::new("requests_per_second", "must be at least 1"));
+        }
+        if config.burst == 0 {
+            return Err(BuildError::new("burst", "must be at least 1"));
+        }
+        RateLimiter::builder(Quota::per_second(config.requests_per_second).burst(config.burst))
+            .max_keys(config.max_keys)
+            .metrics_prefix(config.metrics_prefix.clone())
+            .build()
+    }
+
     /// A builder for a keyed limiter whose keys get `quota` unless overridden.
     pub fn builder(quota: Quota) -> RateLimiterBuilder<K> {
         RateLimiterBuilder {
             quota,
             overrides: HashMap::default(),
             max_keys: 100_000,
+            metrics_prefix: PREFIX.to_owned(),
             clock: FastClock::new(),
         }
     }
@@ -93,9 +153,25 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
         let inner = &*self.inner;
         let now = inner.clock.now_nanos();
         let quota = self.quota_for(key);
-        match &inner.state {
+        let decision = match &inner.state {
             State::Global(tat) => gcra::check(tat, quota, now),
             State::Keyed(store) => store.with_tat(key, now, |tat| gcra::check(tat, quota, now)),
+        };
+        if !decision.is_allowed() {
+            inner.telemetry.limited.fetch_add(1, Relaxed);
+            inner.telemetry.limited_total.increment(1);
+        }
+        decision
+    }
+
+    /// Keys tracked and refusals so far; also sets the key gauge.
+    pub fn stats(&self) -> RateLimiterStats {
+        let telemetry = &self.inner.telemetry;
+        let keys = self.len();
+        telemetry.keys.set(keys as f64);
+        RateLimiterStats {
+            keys,
+            limited: telemetry.limited.load(Relaxed),
         }
     }
 
@@ -146,6 +222,7 @@ pub struct RateLimiterBuilder<K, C = FastClock> {
     quota: Quota,
     overrides: HashMap<K, Quota, RandomState>,
     max_keys: usize,
+    metrics_prefix: String,
     clock: C,
 }
 
@@ -163,12 +240,19 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiterBuilder<K, C> {
         self
     }
 
+    /// Prefix of the limiter's metrics (default `rate_limit`).
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metrics_prefix = prefix.into();
+        self
+    }
+
     /// Reads time from `clock` ([`TokioClock`](crate::clock::TokioClock) in tests).
     pub fn clock<C2: Clock>(self, clock: C2) -> RateLimiterBuilder<K, C2> {
         RateLimiterBuilder {
             quota: self.quota,
             overrides: self.overrides,
             max_keys: self.max_keys,
+            metrics_prefix: self.metrics_prefix,
             clock,
         }
     }
@@ -177,16 +261,18 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiterBuilder<K, C> {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for a zero `max_keys`.
+    /// A [`BuildError`] for a zero `max_keys` or an invalid metrics prefix.
     pub fn build(self) -> Result<RateLimiter<K, C>, BuildError> {
         if self.max_keys == 0 {
             return Err(BuildError::new("max_keys", "must be at least 1"));
         }
+        perf_core::metric_name::validate_prefix("metrics_prefix", &self.metrics_prefix)?;
         Ok(RateLimiter {
             inner: Arc::new(Inner {
                 quota: self.quota,
                 overrides: self.overrides,
                 state: State::Keyed(KeyedStore::new(self.max_keys)),
+                telemetry: Telemetry::new(&self.metrics_prefix),
                 clock: self.clock,
             }),
         })

@@ -2,8 +2,11 @@
 //! check, with a bounded, self-cleaning key set.
 //!
 //! A [`RateLimiter`] decides; a [`RateLimitLayer`] applies it to HTTP requests, keyed by a
-//! [`KeyExtractor`]: [`GlobalKey`], [`PeerIp`] (with trusted proxies for
-//! `X-Forwarded-For`), [`BearerToken`], [`HeaderKey`], or any closure. Every response
+//! [`KeyExtractor`]: [`IdentityOrPeerIp`] (the [`Identity`] an authentication layer
+//! verified, else the client address), [`GlobalKey`], [`PeerIp`] (with trusted proxies for
+//! `X-Forwarded-For`), [`BearerToken`], [`HeaderKey`], or any closure. Client-supplied
+//! values (tokens, header values, identities) are kept as 64-bit digests keyed with a
+//! per-process secret, so the key map's memory does not depend on what clients send. Every response
 //! carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (and the
 //! `X-RateLimit-*` names); a request over its quota is answered `429 Too Many Requests` with
 //! `Retry-After`, without reaching the inner service.
@@ -35,6 +38,7 @@
 //! # }
 //! ```
 
+mod config;
 mod future;
 mod gcra;
 mod headers;
@@ -45,14 +49,15 @@ mod quota;
 mod service;
 mod store;
 
+pub use config::RateLimitConfig;
 pub use future::ResponseFuture;
 pub use gcra::Decision;
 pub use headers::RateLimitHeaders;
 pub use key::{
-    BearerToken, ConfiguredKey, GlobalKey, HeaderKey, KeyExtractor, KeyValue, PeerAddr, PeerIp,
-    RateLimitKey, RequestHead,
+    BearerToken, ConfiguredKey, GlobalKey, HeaderKey, Identity, IdentityOrPeerIp, KeyExtractor,
+    KeyValue, PeerAddr, PeerIp, RateLimitKey, RequestHead,
 };
 pub use layer::RateLimitLayer;
-pub use limiter::{RateLimiter, RateLimiterBuilder};
+pub use limiter::{RateLimiter, RateLimiterBuilder, RateLimiterStats};
 pub use quota::Quota;
 pub use service::RateLimit;

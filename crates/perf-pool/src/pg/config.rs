@@ -126,19 +126,57 @@ impl PgPoolConfig {
                 return Err(BuildError::new(field, "must be longer than zero"));
             }
         }
-        if self.conn_max_lifetime.is_some_and(|d| d.is_zero())
-            || self.conn_max_idle_time.is_some_and(|d| d.is_zero())
-            || self.reaper_interval.is_some_and(|d| d.is_zero())
-        {
-            return Err(BuildError::new(
-                "conn_max_lifetime",
-                "durations must be longer than zero (use none to turn a limit off)",
-            ));
+        for (field, duration) in [
+            ("conn_max_lifetime", self.conn_max_lifetime),
+            ("conn_max_idle_time", self.conn_max_idle_time),
+            ("reaper_interval", self.reaper_interval),
+        ] {
+            if duration.is_some_and(|d| d.is_zero()) {
+                return Err(BuildError::new(
+                    field,
+                    "must be longer than zero (leave it unset to turn the limit off)",
+                ));
+            }
         }
         if let Some(timeout) = self.statement_timeout {
-            pg.options(format!("-c statement_timeout={}", timeout.as_millis()));
+            // Added to the URL's own `options`, which carry the user's settings (a search
+            // path, a role): replacing them would drop those silently.
+            let ours = format!("-c statement_timeout={}", timeout.as_millis());
+            let options = match pg.get_options() {
+                Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
+                _ => ours,
+            };
+            pg.options(options);
         }
         pg.connect_timeout(self.create_timeout);
         Ok(pg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_added_to_the_urls_options() {
+        let config =
+            PgPoolConfig::new("postgres://u@localhost/db?options=-c%20search_path%3Dtenant_7");
+        let pg = config.validate().unwrap();
+        assert_eq!(
+            pg.get_options(),
+            Some("-c search_path=tenant_7 -c statement_timeout=30000")
+        );
+        let plain = PgPoolConfig::new("postgres://u@localhost/db")
+            .validate()
+            .unwrap();
+        assert_eq!(plain.get_options(), Some("-c statement_timeout=30000"));
+        let off = PgPoolConfig {
+            statement_timeout: None,
+            ..PgPoolConfig::new("host=localhost options='-c work_mem=64MB'")
+        };
+        assert_eq!(
+            off.validate().unwrap().get_options(),
+            Some("-c work_mem=64MB")
+        );
     }
 }
