@@ -152,7 +152,7 @@ impl Builder {
     pub fn build(self) -> Result<CircuitBreaker, BuildError> {
         self.config.validate()?;
         let labels = vec![Label::new("breaker", self.config.name.clone())];
-        Ok(self.build_with_labels(labels))
+        Ok(self.build_with_labels(labels, true, None))
     }
 
     /// A clock of the kind this builder's breakers use.
@@ -160,12 +160,20 @@ impl Builder {
         clock::new(self.tokio_clock)
     }
 
-    /// Builds a breaker from an already validated configuration.
-    pub(crate) fn build_with_labels(&self, labels: Vec<Label>) -> CircuitBreaker {
-        let telemetry = Telemetry::new(&self.config.metrics_prefix, labels);
+    /// Builds a breaker from an already validated configuration: `own_series` when its
+    /// labels tell it from every other breaker, and one more listener if given.
+    pub(crate) fn build_with_labels(
+        &self,
+        labels: Vec<Label>,
+        own_series: bool,
+        extra_listener: Option<Listener>,
+    ) -> CircuitBreaker {
+        let telemetry = Telemetry::new(&self.config.metrics_prefix, labels, own_series);
+        let mut listeners = self.listeners.clone();
+        listeners.extend(extra_listener);
         CircuitBreaker::from_parts(
             self.config.clone(),
-            self.listeners.clone().into_boxed_slice(),
+            listeners.into_boxed_slice(),
             telemetry,
             self.new_clock(),
         )

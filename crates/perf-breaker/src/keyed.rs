@@ -3,11 +3,11 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use metrics::Label;
+use metrics::{Gauge, Label};
 use perf_core::clock::AnyClock;
 use quick_cache::sync::Cache;
 
@@ -51,6 +51,8 @@ struct KeyedInner<K> {
     last_sweep_ms: AtomicU64,
     clock: AnyClock,
     key_label: Option<KeyLabel<K>>,
+    /// `{prefix}_open_keys`, recounted on every transition of any key.
+    open_keys: Gauge,
 }
 
 impl<K> Clone for KeyedCircuitBreaker<K> {
@@ -83,9 +85,9 @@ where
             Some(breaker) => breaker,
             None => {
                 inner.sweep_if_due(now);
-                let created = inner
-                    .breakers
-                    .get_or_insert_with(key, || Ok::<_, Infallible>(inner.create(key)));
+                let created = inner.breakers.get_or_insert_with(key, || {
+                    Ok::<_, Infallible>(inner.create(key, Arc::downgrade(&self.inner)))
+                });
                 match created {
                     Ok(breaker) => breaker,
                     Err(never) => match never {},
@@ -146,14 +148,38 @@ where
         clock::millis(&self.clock)
     }
 
-    fn create(&self, key: &K) -> CircuitBreaker {
+    fn create(&self, key: &K, registry: Weak<KeyedInner<K>>) -> CircuitBreaker
+    where
+        K: Send + Sync + 'static,
+    {
         let mut labels = vec![Label::new("breaker", self.template.config().name.clone())];
         if let Some(key_label) = &self.key_label {
             labels.push(Label::new("key", key_label(key)));
         }
-        let breaker = self.template.build_with_labels(labels);
+        // Without a key label every key's breaker has the same labels, so none may write
+        // the state gauge (a new closed key would hide an open one); the open-key count
+        // says what the registry as a whole is doing.
+        let recount: crate::transition::Listener = Arc::new(move |_: &crate::Transition| {
+            if let Some(registry) = registry.upgrade() {
+                registry.publish_open_keys();
+            }
+        });
+        let breaker =
+            self.template
+                .build_with_labels(labels, self.key_label.is_some(), Some(recount));
         breaker.inner.last_used_ms.store(self.now_ms(), Relaxed);
         breaker
+    }
+
+    fn count_open(&self) -> usize {
+        self.breakers
+            .iter()
+            .filter(|(_, breaker)| matches!(breaker.state(), State::Open | State::ForcedOpen))
+            .count()
+    }
+
+    fn publish_open_keys(&self) {
+        self.open_keys.set(self.count_open() as f64);
     }
 
     /// Sweeps at most four times per idle period, so a burst of new keys costs one pass.
@@ -246,8 +272,15 @@ where
         if self.idle_timeout < Duration::from_secs(1) {
             return Err(BuildError::new("idle_timeout", "must be at least 1s"));
         }
+        let config = self.template.config();
+        let open_keys = metrics::gauge!(
+            format!("{}_open_keys", config.metrics_prefix),
+            vec![Label::new("breaker", config.name.clone())]
+        );
+        open_keys.set(0.0);
         Ok(KeyedCircuitBreaker {
             inner: Arc::new(KeyedInner {
+                open_keys,
                 clock: self.template.new_clock(),
                 template: self.template,
                 breakers: Cache::new(self.max_keys),

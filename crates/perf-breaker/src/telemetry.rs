@@ -2,7 +2,8 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `{prefix}_state` | gauge: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed | `breaker` (and `key`) |
+//! | `{prefix}_state` | gauge: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed | `breaker` (and `key`); not written by keyed breakers without a key label, whose keys would overwrite each other |
+//! | `{prefix}_open_keys` | gauge: keys whose breaker rejects calls (open or forced open) | `breaker`; keyed breakers only |
 //! | `{prefix}_transitions_total` | counter | `breaker`, `from`, `to`, `reason` (and `key`) |
 //! | `{prefix}_rejections_total` | counter | `breaker` (and `key`) |
 
@@ -13,7 +14,9 @@ use crate::transition::Transition;
 
 #[derive(Debug)]
 pub(crate) struct Telemetry {
-    state_gauge: String,
+    /// `None` when the labels do not tell this breaker from others (keyed breakers without
+    /// a key label): one series for many breakers would show whichever wrote last.
+    state_gauge: Option<String>,
     transitions_counter: String,
     labels: Vec<Label>,
     /// Registered once: rejections are the one event frequent enough for lookups to matter.
@@ -23,10 +26,10 @@ pub(crate) struct Telemetry {
 }
 
 impl Telemetry {
-    pub(crate) fn new(prefix: &str, labels: Vec<Label>) -> Self {
+    pub(crate) fn new(prefix: &str, labels: Vec<Label>, own_series: bool) -> Self {
         let rejections = metrics::counter!(format!("{prefix}_rejections_total"), labels.clone());
         let telemetry = Telemetry {
-            state_gauge: format!("{prefix}_state"),
+            state_gauge: own_series.then(|| format!("{prefix}_state")),
             transitions_counter: format!("{prefix}_transitions_total"),
             labels,
             rejections,
@@ -36,7 +39,9 @@ impl Telemetry {
     }
 
     fn state(&self, state: State) {
-        metrics::gauge!(self.state_gauge.clone(), self.labels.clone()).set(state.as_gauge());
+        if let Some(name) = &self.state_gauge {
+            metrics::gauge!(name.clone(), self.labels.clone()).set(state.as_gauge());
+        }
     }
 
     pub(crate) fn transition(&self, transition: &Transition) {

@@ -89,3 +89,51 @@ fn transitions_and_rejections_are_recorded_with_the_configured_prefix() {
         Some(&DebugValue::Counter(3))
     );
 }
+
+#[test]
+fn a_new_key_does_not_hide_an_open_one() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let breakers = perf_breaker::KeyedCircuitBreaker::<&'static str>::builder()
+            .template(
+                CircuitBreaker::builder()
+                    .name("upstreams")
+                    .failure_threshold(1),
+            )
+            .build()
+            .unwrap();
+        breakers.get(&"db-1").try_acquire().unwrap().failure();
+        assert_eq!(breakers.get(&"db-1").state(), State::Open);
+        // A new key, closed, shares the labels of the open one.
+        breakers.get(&"db-2").try_acquire().unwrap().success();
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(
+            value(
+                &snapshot,
+                "circuit_breaker_open_keys",
+                &[("breaker", "upstreams")]
+            ),
+            Some(&DebugValue::Gauge(1.0.into()))
+        );
+        assert!(
+            value(
+                &snapshot,
+                "circuit_breaker_state",
+                &[("breaker", "upstreams")]
+            )
+            .is_none(),
+            "no shared state series to overwrite"
+        );
+        breakers.get(&"db-1").force_closed();
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(
+            value(
+                &snapshot,
+                "circuit_breaker_open_keys",
+                &[("breaker", "upstreams")]
+            ),
+            Some(&DebugValue::Gauge(0.0.into()))
+        );
+    });
+}

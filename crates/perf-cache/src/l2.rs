@@ -4,8 +4,9 @@
 //! [`SharedCache`] is the contract an L2 implements: bytes in, bytes out, with a TTL. The
 //! in-process [`TtlCache`] does not depend on it; [`TieredCache`] puts the two together:
 //! a lookup tries L1, then L2, then the loader, and fills the levels it missed. An L2 that
-//! fails is treated as a miss (and counted), so a shared cache going down degrades to
-//! per-process caching instead of failing requests.
+//! fails, or does not answer within `l2_timeout`, is treated as a miss (and counted), so a
+//! shared cache going down, or hanging, degrades to per-process caching instead of failing
+//! or stalling requests.
 
 use std::error::Error;
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::BuildError;
 use crate::clock::Clock;
 use crate::ttl::TtlCache;
 
@@ -40,25 +42,84 @@ pub trait SharedCache: Send + Sync {
     fn delete<'a>(&'a self, key: &'a str) -> SharedCacheFuture<'a, ()>;
 }
 
+/// Settings of a [`TieredCache`].
+///
+/// | field | default |
+/// |---|---|
+/// | `l2_ttl` | 1 h: how long values written to L2 live there (the original kept 5 min in process, an hour shared) |
+/// | `l2_timeout` | 100 ms: an L2 operation slower than this counts as a failure |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct TieredConfig {
+    /// How long values written to L2 live there.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub l2_ttl: Duration,
+    /// The longest wait for one L2 operation.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub l2_timeout: Duration,
+}
+
+impl Default for TieredConfig {
+    fn default() -> Self {
+        TieredConfig {
+            l2_ttl: Duration::from_secs(3600),
+            l2_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+impl TieredConfig {
+    fn validate(&self) -> Result<(), BuildError> {
+        if self.l2_ttl.is_zero() {
+            return Err(BuildError::new("l2_ttl", "must be longer than zero"));
+        }
+        if self.l2_timeout.is_zero() {
+            return Err(BuildError::new("l2_timeout", "must be longer than zero"));
+        }
+        Ok(())
+    }
+}
+
 /// L1 in process, L2 shared: see the [module docs](self).
 pub struct TieredCache<C: Clock> {
     l1: TtlCache<String, Bytes, C>,
     l2: Arc<dyn SharedCache>,
-    l2_ttl: Duration,
+    config: TieredConfig,
     l2_hits: AtomicU64,
     l2_errors: AtomicU64,
 }
 
 impl<C: Clock> TieredCache<C> {
-    /// Reads through `l1` then `l2`; values written to L2 live `l2_ttl` there (the
-    /// original used 5 minutes in process and an hour shared).
-    pub fn new(l1: TtlCache<String, Bytes, C>, l2: Arc<dyn SharedCache>, l2_ttl: Duration) -> Self {
-        TieredCache {
+    /// Reads through `l1` then `l2`, with `config`'s L2 lifetime and timeout.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for a zero lifetime or timeout.
+    pub fn new(
+        l1: TtlCache<String, Bytes, C>,
+        l2: Arc<dyn SharedCache>,
+        config: TieredConfig,
+    ) -> Result<Self, BuildError> {
+        config.validate()?;
+        Ok(TieredCache {
             l1,
             l2,
-            l2_ttl,
+            config,
             l2_hits: AtomicU64::new(0),
             l2_errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs one L2 operation within the timeout; a failure or a timeout is counted and
+    /// becomes `None`.
+    async fn l2<T>(&self, operation: SharedCacheFuture<'_, T>) -> Option<T> {
+        match tokio::time::timeout(self.config.l2_timeout, operation).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(_)) | Err(_) => {
+                self.l2_errors.fetch_add(1, Relaxed);
+                None
+            }
         }
     }
 
@@ -76,20 +137,13 @@ impl<C: Clock> TieredCache<C> {
         let key = key.to_owned();
         self.l1
             .get_or_load(&key, || async {
-                match self.l2.get(&key).await {
-                    Ok(Some(value)) => {
-                        self.l2_hits.fetch_add(1, Relaxed);
-                        return Ok(value);
-                    }
-                    Ok(None) => {}
-                    Err(_) => {
-                        self.l2_errors.fetch_add(1, Relaxed);
-                    }
+                if let Some(Some(value)) = self.l2(self.l2.get(&key)).await {
+                    self.l2_hits.fetch_add(1, Relaxed);
+                    return Ok(value);
                 }
                 let value = load().await?;
-                if self.l2.set(&key, value.clone(), self.l2_ttl).await.is_err() {
-                    self.l2_errors.fetch_add(1, Relaxed);
-                }
+                self.l2(self.l2.set(&key, value.clone(), self.config.l2_ttl))
+                    .await;
                 Ok(value)
             })
             .await
@@ -98,9 +152,7 @@ impl<C: Clock> TieredCache<C> {
     /// Removes `key` from both levels.
     pub async fn invalidate(&self, key: &str) {
         self.l1.invalidate(key);
-        if self.l2.delete(key).await.is_err() {
-            self.l2_errors.fetch_add(1, Relaxed);
-        }
+        self.l2(self.l2.delete(key)).await;
     }
 
     /// The in-process level.
@@ -113,7 +165,7 @@ impl<C: Clock> TieredCache<C> {
         self.l2_hits.load(Relaxed)
     }
 
-    /// L2 operations that failed (and were treated as misses).
+    /// L2 operations that failed or timed out (and were treated as misses).
     pub fn l2_errors(&self) -> u64 {
         self.l2_errors.load(Relaxed)
     }
@@ -123,7 +175,7 @@ impl<C: Clock> fmt::Debug for TieredCache<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TieredCache")
             .field("l1", &self.l1)
-            .field("l2_ttl", &self.l2_ttl)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }

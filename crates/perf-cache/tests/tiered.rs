@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_cache::l2::{SharedCache, SharedCacheFuture, TieredCache};
+use perf_cache::l2::{SharedCache, SharedCacheFuture, TieredCache, TieredConfig};
 use perf_cache::ttl::TtlCache;
 
 /// A shared cache in a map; `down` makes every operation fail.
@@ -14,10 +14,15 @@ use perf_cache::ttl::TtlCache;
 struct MapL2 {
     entries: Mutex<HashMap<String, Bytes>>,
     down: AtomicBool,
+    /// Every operation hangs, as a shared cache behind a dead network path does.
+    hung: AtomicBool,
 }
 
 impl MapL2 {
-    fn check(&self) -> Result<(), perf_cache::l2::SharedCacheError> {
+    async fn check(&self) -> Result<(), perf_cache::l2::SharedCacheError> {
+        if self.hung.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.down.load(SeqCst) {
             Err("connection refused".into())
         } else {
@@ -29,14 +34,14 @@ impl MapL2 {
 impl SharedCache for MapL2 {
     fn get<'a>(&'a self, key: &'a str) -> SharedCacheFuture<'a, Option<Bytes>> {
         Box::pin(async move {
-            self.check()?;
+            self.check().await?;
             Ok(self.entries.lock().unwrap().get(key).cloned())
         })
     }
 
     fn set<'a>(&'a self, key: &'a str, value: Bytes, _ttl: Duration) -> SharedCacheFuture<'a, ()> {
         Box::pin(async move {
-            self.check()?;
+            self.check().await?;
             self.entries.lock().unwrap().insert(key.to_owned(), value);
             Ok(())
         })
@@ -44,7 +49,7 @@ impl SharedCache for MapL2 {
 
     fn delete<'a>(&'a self, key: &'a str) -> SharedCacheFuture<'a, ()> {
         Box::pin(async move {
-            self.check()?;
+            self.check().await?;
             self.entries.lock().unwrap().remove(key);
             Ok(())
         })
@@ -56,8 +61,9 @@ fn tiered(l2: &Arc<MapL2>) -> TieredCache<perf_cache::clock::FastClock> {
     TieredCache::new(
         l1,
         Arc::clone(l2) as Arc<dyn SharedCache>,
-        Duration::from_secs(3600),
+        TieredConfig::default(),
     )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -106,4 +112,33 @@ async fn an_l2_outage_degrades_to_l1_instead_of_failing() {
     assert_eq!(value, "v");
     assert_eq!(cache.l2_errors(), 2, "the failed read and the failed write");
     assert_eq!(cache.l1().get("k"), Some(Bytes::from_static(b"v")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_l2_degrades_to_the_loader_within_the_timeout() {
+    let l2 = Arc::new(MapL2::default());
+    l2.hung.store(true, SeqCst);
+    let cache = tiered(&l2);
+    let started = tokio::time::Instant::now();
+    let value = cache
+        .get_or_load("k", || async { Ok::<_, ()>(Bytes::from_static(b"v")) })
+        .await
+        .unwrap();
+    assert_eq!(value, "v");
+    // One timed-out read and one timed-out write, 100 ms each on the paused clock.
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    assert_eq!(cache.l2_errors(), 2);
+    cache.invalidate("k").await;
+    assert_eq!(cache.l2_errors(), 3);
+    assert!(
+        TieredCache::new(
+            TtlCache::builder().build().unwrap(),
+            l2 as Arc<dyn SharedCache>,
+            TieredConfig {
+                l2_timeout: Duration::ZERO,
+                ..TieredConfig::default()
+            }
+        )
+        .is_err()
+    );
 }

@@ -162,7 +162,6 @@ type Launch = Box<dyn FnOnce(TaskPool) -> AbortHandle + Send>;
 struct Waiting {
     priority: i32,
     seq: u64,
-    kind: Arc<str>,
     enqueued: Instant,
     slot: Arc<Slot>,
     launch: Launch,
@@ -188,11 +187,24 @@ impl Ord for Waiting {
     }
 }
 
+/// The tasks of one kind: waiting, in priority order, and running.
+#[derive(Default)]
+struct KindQueue {
+    waiting: BinaryHeap<Waiting>,
+    running: usize,
+}
+
 #[derive(Default)]
 struct State {
-    queue: BinaryHeap<Waiting>,
+    /// Waiting tasks by kind, so that a kind at its limit is passed over without touching
+    /// its tasks: dispatch compares the head of each kind with room.
+    kinds: HashMap<Arc<str>, KindQueue>,
+    /// Entries in the queues, including those whose handle gave up (`dead`).
+    queued: usize,
+    /// Entries whose handle gave up while they waited; they leave when popped, or all at
+    /// once when the queue is full.
+    dead: usize,
     running: usize,
-    running_by_kind: HashMap<Arc<str>, usize>,
     next_seq: u64,
     waits: VecDeque<Duration>,
     completed: u64,
@@ -200,6 +212,38 @@ struct State {
     rejected: u64,
     timed_out: u64,
     cancelled: u64,
+}
+
+impl State {
+    /// Drops the entries whose handle gave up, and the kinds left with nothing.
+    fn purge_dead(&mut self) {
+        for queue in self.kinds.values_mut() {
+            queue
+                .waiting
+                .retain(|waiting| waiting.slot.state.load(Acquire) == QUEUED);
+        }
+        self.kinds
+            .retain(|_, queue| !queue.waiting.is_empty() || queue.running > 0);
+        self.queued = self.kinds.values().map(|queue| queue.waiting.len()).sum();
+        self.dead = 0;
+    }
+
+    /// The kind whose next task runs next: the best head among kinds below their limit.
+    fn next_kind(&self, config: &TaskPoolConfig) -> Option<Arc<str>> {
+        self.kinds
+            .iter()
+            .filter(|(kind, queue)| {
+                let limit = config
+                    .kind_limits
+                    .get(&***kind)
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                queue.running < limit
+            })
+            .filter_map(|(kind, queue)| queue.waiting.peek().map(|head| (kind, head)))
+            .max_by(|(_, a), (_, b)| a.cmp(b))
+            .map(|(kind, _)| Arc::clone(kind))
+    }
 }
 
 /// How a started task ended.
@@ -332,27 +376,30 @@ impl TaskPool {
             task
         });
         let mut state = self.lock();
-        if state.queue.len() >= self.inner.config.queue_size {
-            // Entries whose handle gave up (cancelled, timed out) wait to be popped; they
-            // must not hold places a live task could use.
-            state
-                .queue
-                .retain(|waiting| waiting.slot.state.load(Acquire) == QUEUED);
+        if state.queued >= self.inner.config.queue_size && state.dead > 0 {
+            // Entries whose handle gave up (cancelled, timed out) must not hold places a
+            // live task could use. Counted, so a queue full of live tasks refuses at once.
+            state.purge_dead();
         }
-        if state.queue.len() >= self.inner.config.queue_size {
+        if state.queued >= self.inner.config.queue_size {
             state.rejected += 1;
             return Err(SubmitError::QueueFull);
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.queue.push(Waiting {
-            priority,
-            seq,
-            kind,
-            enqueued: Instant::now(),
-            slot: Arc::clone(&slot),
-            launch,
-        });
+        state.queued += 1;
+        state
+            .kinds
+            .entry(Arc::clone(&kind))
+            .or_default()
+            .waiting
+            .push(Waiting {
+                priority,
+                seq,
+                enqueued: Instant::now(),
+                slot: Arc::clone(&slot),
+                launch,
+            });
         self.dispatch(state);
         Ok(TaskHandle {
             result,
@@ -362,53 +409,49 @@ impl TaskPool {
         })
     }
 
-    /// Starts every queued task that has room, highest priority first.
+    /// Starts every queued task that has room, highest priority first, passing over kinds
+    /// at their limit without touching their tasks.
     fn dispatch(&self, mut state: MutexGuard<'_, State>) {
         let config = &self.inner.config;
-        let mut skipped = Vec::new();
         while state.running < config.max_concurrent {
-            let Some(next) = state.queue.pop() else { break };
-            if next.slot.state.load(Acquire) != QUEUED {
-                continue;
-            }
-            let limit = config
-                .kind_limits
-                .get(&*next.kind)
-                .copied()
-                .unwrap_or(usize::MAX);
-            let running_of_kind = state.running_by_kind.get(&next.kind).copied().unwrap_or(0);
-            if running_of_kind >= limit {
-                skipped.push(next);
-                continue;
-            }
+            let Some(kind) = state.next_kind(config) else {
+                break;
+            };
+            let queue = state.kinds.get_mut(&kind).expect("next_kind names a kind");
+            let next = queue.waiting.pop().expect("next_kind has a head");
+            state.queued -= 1;
             if next
                 .slot
                 .state
                 .compare_exchange(QUEUED, RUNNING, AcqRel, Acquire)
                 .is_err()
             {
+                // Its handle gave up while it waited.
+                state.dead -= 1;
                 continue;
             }
+            state.kinds.get_mut(&kind).expect("present").running += 1;
             state.running += 1;
-            *state
-                .running_by_kind
-                .entry(Arc::clone(&next.kind))
-                .or_insert(0) += 1;
             if state.waits.len() == WAIT_SAMPLES {
                 state.waits.pop_front();
             }
             state.waits.push_back(next.enqueued.elapsed());
+            // The abort handle is in place before the pool lock is released, and a handle's
+            // drop gives up under that lock: it sees either a queued task or a running one it
+            // can abort, never one in between.
             let abort = (next.launch)(self.clone());
             *lock(&next.slot.abort) = Some(abort);
         }
-        state.queue.extend(skipped);
     }
 
     fn finished(&self, kind: &Arc<str>, ended: Ended) {
         let mut state = self.lock();
         state.running -= 1;
-        if let Some(count) = state.running_by_kind.get_mut(kind) {
-            *count -= 1;
+        if let Some(queue) = state.kinds.get_mut(kind) {
+            queue.running -= 1;
+            if queue.running == 0 && queue.waiting.is_empty() {
+                state.kinds.remove(kind);
+            }
         }
         match ended {
             Ended::Completed => state.completed += 1,
@@ -435,11 +478,7 @@ impl TaskPool {
             waits[rank - 1]
         };
         TaskPoolStats {
-            queued: state
-                .queue
-                .iter()
-                .filter(|w| w.slot.state.load(Relaxed) == QUEUED)
-                .count(),
+            queued: state.queued - state.dead,
             running: state.running,
             completed: state.completed,
             failed: state.failed,
@@ -485,15 +524,18 @@ impl<T> Future for TaskHandle<T> {
             self.slot.state.store(GONE, Relaxed);
             return Poll::Ready(result.map_err(|_| TaskError::Panicked));
         }
-        if self.deadline.as_mut().poll(cx).is_ready()
-            && self
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let mut state = self.pool.lock();
+            if self
                 .slot
                 .state
                 .compare_exchange(QUEUED, GONE, AcqRel, Acquire)
                 .is_ok()
-        {
-            self.pool.lock().timed_out += 1;
-            return Poll::Ready(Err(TaskError::QueueTimeout));
+            {
+                state.timed_out += 1;
+                state.dead += 1;
+                return Poll::Ready(Err(TaskError::QueueTimeout));
+            }
         }
         Poll::Pending
     }
@@ -501,14 +543,23 @@ impl<T> Future for TaskHandle<T> {
 
 impl<T> Drop for TaskHandle<T> {
     fn drop(&mut self) {
+        if self.slot.state.load(Acquire) == GONE {
+            return;
+        }
+        // Under the pool lock, which dispatch holds from the switch to RUNNING until the
+        // abort handle is stored.
+        let mut state = self.pool.lock();
         match self.slot.state.swap(GONE, AcqRel) {
-            QUEUED => self.pool.lock().cancelled += 1,
+            QUEUED => {
+                state.cancelled += 1;
+                state.dead += 1;
+            }
             RUNNING => {
                 self.slot.cancel.0.store(true, Relaxed);
                 if let Some(abort) = lock(&self.slot.abort).take() {
                     abort.abort();
                 }
-                self.pool.lock().cancelled += 1;
+                state.cancelled += 1;
             }
             _ => {}
         }

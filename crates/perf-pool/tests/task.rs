@@ -216,3 +216,64 @@ fn invalid_limits_are_build_errors() {
     };
     assert_eq!(TaskPool::new(zero_kind).unwrap_err().field(), "kind_limits");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_saturated_kind_with_a_long_queue_costs_other_kinds_nothing() {
+    let pool = TaskPool::new(TaskPoolConfig {
+        max_concurrent: 64,
+        queue_size: 30_000,
+        kind_limits: HashMap::from([("transcription".to_owned(), 1)]),
+        ..TaskPoolConfig::default()
+    })
+    .unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..20_000 {
+        waiting.push(
+            pool.submit("transcription", 1, |_| sleep(Duration::from_secs(3600)))
+                .unwrap(),
+        );
+    }
+    // Each submit and each finish of another kind used to pop and push back every waiting
+    // transcription: 5,000 quick tasks took minutes. Now they pass the saturated kind by.
+    let started = std::time::Instant::now();
+    let mut quick = Vec::new();
+    for n in 0..5_000 {
+        quick.push(pool.submit("lookup", 0, move |_| async move { n }).unwrap());
+    }
+    for (n, handle) in quick.into_iter().enumerate() {
+        assert_eq!(handle.await.unwrap(), n);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.running, stats.queued), (1, 19_999));
+    drop(waiting);
+    settle().await;
+    assert_eq!(pool.stats().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_full_of_live_tasks_refuses_and_cancelled_places_are_reused() {
+    let pool = pool(1, 3);
+    let running = pool
+        .submit("job", 0, |_| sleep(Duration::from_secs(60)))
+        .unwrap();
+    let mut queued: Vec<_> = (0..3)
+        .map(|_| {
+            pool.submit("job", 0, |_| sleep(Duration::from_secs(1)))
+                .unwrap()
+        })
+        .collect();
+    assert!(matches!(
+        pool.submit("job", 0, |_| async {}),
+        Err(SubmitError::QueueFull)
+    ));
+    queued.pop();
+    assert_eq!(pool.stats().queued, 2);
+    let again = pool.submit("job", 0, |_| async {}).unwrap();
+    assert_eq!(pool.stats().queued, 3);
+    drop((running, queued, again));
+}

@@ -1,11 +1,13 @@
 //! Per-key GCRA state in a sharded map with a bound on keys and no cleanup task.
 //!
 //! A key whose bucket has refilled (its TAT is in the past) is indistinguishable from a key
-//! never seen, so forgetting it changes no answer. When a shard is full, an insert first
-//! drops the refilled keys; only if every key is still throttled does it drop the one closest
-//! to refilled, which at worst grants that key a few requests early. Memory is therefore
-//! bounded by `max_keys` whatever keys arrive, and idle keys leave without anyone running a
-//! cleanup.
+//! never seen, so forgetting it changes no answer. When a shard is full, an insert looks at
+//! a sample of at most [`SAMPLE`] of its keys: it drops the refilled ones among them, or, if
+//! every sampled key is still throttled, the one closest to refilled, which at worst grants
+//! that key a few requests early. The work per insert is therefore bounded whatever the
+//! shard holds (a flood of new keys into a shard of throttled ones costs a sample each, not
+//! a scan), memory is bounded by `max_keys`, and idle keys leave without anyone running a
+//! cleanup; [`KeyedStore::sweep`] drops every refilled key at once when asked.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -18,6 +20,9 @@ use perf_core::sync::{read, write};
 use super::gcra;
 
 const SHARDS: usize = 64;
+
+/// Keys an insert into a full shard looks at, at most.
+const SAMPLE: usize = 16;
 
 type Shard<K> = RwLock<HashMap<K, AtomicU64, RandomState>>;
 
@@ -51,7 +56,7 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
         }
         let mut map = write(shard);
         if !map.contains_key(key) && map.len() >= self.shard_capacity {
-            make_room(&mut map, now, self.shard_capacity);
+            make_room(&mut map, now);
         }
         f(map.entry(key.clone()).or_insert_with(|| AtomicU64::new(0)))
     }
@@ -69,22 +74,32 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
     }
 }
 
+/// Frees at least one place in a full shard by looking at [`SAMPLE`] keys; returns how many
+/// it looked at. The sample is the table's first occupied buckets, which are spread over
+/// the hash space and change as keys come and go.
 fn make_room<K: Hash + Eq + Clone>(
     map: &mut HashMap<K, AtomicU64, RandomState>,
     now: u64,
-    capacity: usize,
-) {
-    map.retain(|_, tat| !gcra::is_replenished(tat.load(Relaxed), now));
-    if map.len() < capacity {
-        return;
+) -> usize {
+    let mut refilled: Vec<K> = Vec::new();
+    let mut closest: Option<(u64, &K)> = None;
+    let mut looked = 0;
+    for (key, tat) in map.iter().take(SAMPLE) {
+        looked += 1;
+        let tat = tat.load(Relaxed);
+        if gcra::is_replenished(tat, now) {
+            refilled.push(key.clone());
+        } else if closest.is_none_or(|(best, _)| tat < best) {
+            closest = Some((tat, key));
+        }
     }
-    let closest = map
-        .iter()
-        .min_by_key(|(_, tat)| tat.load(Relaxed))
-        .map(|(key, _)| key.clone());
-    if let Some(key) = closest {
-        map.remove(&key);
+    if refilled.is_empty() {
+        refilled.extend(closest.map(|(_, key)| key.clone()));
     }
+    for key in &refilled {
+        map.remove(key);
+    }
+    looked
 }
 
 #[cfg(test)]
@@ -102,6 +117,25 @@ mod tests {
         // At time 200 every held key has refilled and the next inserts displace them.
         store.sweep(200);
         assert_eq!(store.len(), 0);
+    }
+
+    #[test]
+    fn a_full_shard_of_throttled_keys_costs_a_sample_per_insert() {
+        let mut map: HashMap<u32, AtomicU64, RandomState> = HashMap::default();
+        for key in 0..5_000 {
+            map.insert(key, AtomicU64::new(1_000 + u64::from(key)));
+        }
+        // Every key throttled at time 0: one is evicted, after a bounded look.
+        let looked = make_room(&mut map, 0);
+        assert!(looked <= SAMPLE, "{looked}");
+        assert_eq!(map.len(), 4_999);
+        // Refilled keys among the sample all go.
+        for tat in map.values() {
+            tat.store(0, Relaxed);
+        }
+        let looked = make_room(&mut map, 10);
+        assert_eq!(map.len(), 4_999 - looked);
+        assert!(looked <= SAMPLE);
     }
 
     #[test]
