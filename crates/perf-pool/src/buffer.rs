@@ -4,9 +4,14 @@
 //! when one is free. The [`PooledBuf`] guard gives it back when dropped, cleared (length 0,
 //! capacity kept); [`PooledBuf::freeze`] turns it into `Bytes` instead, for a buffer whose
 //! contents leave with a response. The pool keeps at most `max_retained_bytes`, shared
-//! equally by the classes: buffers returned beyond a class's share, or grown far past their
-//! class, are dropped, and
-//! [`BufferPool::shrink_to`] gives memory back on demand (under memory pressure).
+//! equally by the classes: buffers returned beyond a class's share, grown far past their
+//! class or shrunk below it, are dropped, and [`BufferPool::shrink_to`] gives memory back
+//! on demand (under memory pressure).
+//!
+//! Each class is striped by thread (as many stripes as cores): a thread takes and returns
+//! through its own stripe, so threads do not wait on one another, and a get or a put takes
+//! one uncontended lock. A thread whose stripe is empty takes from another's before
+//! allocating.
 //!
 //! ```
 //! use perf_pool::buffer::BufferPool;
@@ -21,16 +26,17 @@
 //! assert_eq!(pool.stats().hits, 1);
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use perf_core::sync::lock;
 
 use crate::BuildError;
-use crate::stats::{Counters, PoolStats};
+use crate::stats::{PoolStats, PoolTelemetry};
 
 /// Settings of a [`BufferPool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +47,10 @@ pub struct BufferPoolConfig {
     pub classes: Vec<usize>,
     /// Bytes of free buffers kept at most (default 64 MiB), shared equally by the classes.
     pub max_retained_bytes: u64,
+    /// The `pool` label on the metrics (default `buffers`).
+    pub name: String,
+    /// Prefix of the metrics (default `pool`).
+    pub metrics_prefix: String,
 }
 
 impl Default for BufferPoolConfig {
@@ -48,6 +58,8 @@ impl Default for BufferPoolConfig {
         BufferPoolConfig {
             classes: vec![4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20],
             max_retained_bytes: 64 << 20,
+            name: "buffers".to_owned(),
+            metrics_prefix: "pool".to_owned(),
         }
     }
 }
@@ -60,15 +72,60 @@ pub struct BufferPool {
 
 struct Inner {
     classes: Box<[Class]>,
-    counters: Counters,
+    telemetry: PoolTelemetry,
 }
 
-/// One size class: its free buffers, and how many it may keep. The cap is checked under the
-/// lock a return takes anyway, so enforcing it costs no shared counter.
+/// One size class, striped: each thread takes and returns through its own stripe, so two
+/// threads never wait on one lock, and a single thread's get and put each take one
+/// uncontended lock, as object-pool's do.
 struct Class {
     size: usize,
-    free: Mutex<Vec<BytesMut>>,
-    max_free: AtomicUsize,
+    stripes: Box<[Stripe]>,
+}
+
+/// A share of a class's free buffers, with its counters kept under the lock it takes
+/// anyway: counting costs no shared atomic.
+#[repr(align(64))]
+struct Stripe(Mutex<StripeState>);
+
+#[derive(Default)]
+struct StripeState {
+    free: Vec<BytesMut>,
+    /// How many buffers this stripe may keep: its share of the class's cap.
+    max_free: usize,
+    hits: u64,
+    misses: u64,
+    returns: u64,
+    dropped: u64,
+}
+
+/// The stripe count: the machine's parallelism as a power of two, at most 16.
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 16)
+            .next_power_of_two()
+    })
+}
+
+/// This thread's stripe, handed out round-robin on first use.
+#[inline]
+fn my_stripe(stripes: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    let mine = MINE.with(|mine| {
+        let mut index = mine.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Relaxed);
+            mine.set(index);
+        }
+        index
+    });
+    mine & (stripes - 1)
 }
 
 impl Default for BufferPool {
@@ -82,7 +139,8 @@ impl BufferPool {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for no classes, a zero class, or classes out of order.
+    /// A [`BuildError`] for no classes, a zero class, classes out of order, or an invalid
+    /// metrics prefix.
     pub fn new(config: BufferPoolConfig) -> Result<Self, BuildError> {
         if config.classes.is_empty() || config.classes.contains(&0) {
             return Err(BuildError::new(
@@ -93,6 +151,8 @@ impl BufferPool {
         if !config.classes.windows(2).all(|pair| pair[0] < pair[1]) {
             return Err(BuildError::new("classes", "must be strictly ascending"));
         }
+        let telemetry = PoolTelemetry::new(&config.metrics_prefix, &config.name)?;
+        let stripes = stripe_count();
         let pool = BufferPool {
             inner: Arc::new(Inner {
                 classes: config
@@ -100,11 +160,10 @@ impl BufferPool {
                     .iter()
                     .map(|&size| Class {
                         size,
-                        free: Mutex::new(Vec::new()),
-                        max_free: AtomicUsize::new(0),
+                        stripes: (0..stripes).map(|_| Stripe(Mutex::default())).collect(),
                     })
                     .collect(),
-                counters: Counters::default(),
+                telemetry,
             }),
         };
         pool.set_max_retained_bytes(config.max_retained_bytes);
@@ -136,23 +195,36 @@ impl BufferPool {
 
     #[inline]
     fn take(&self, capacity: usize) -> (BytesMut, Option<usize>) {
-        let inner = &*self.inner;
-        let class = inner
-            .classes
-            .iter()
-            .position(|class| class.size >= capacity);
-        let reused = class.and_then(|index| lock(&inner.classes[index].free).pop());
-        match reused {
-            Some(buffer) => {
-                Counters::add(&inner.counters.hits);
-                (buffer, class)
-            }
-            None => {
-                Counters::add(&inner.counters.misses);
-                let size = class.map_or(capacity, |index| inner.classes[index].size);
-                (BytesMut::with_capacity(size), class)
+        let classes = &self.inner.classes;
+        let Some(index) = classes.iter().position(|class| class.size >= capacity) else {
+            // Larger than every class: counted against the last class's stripe.
+            let last = &classes[classes.len() - 1];
+            lock(&last.stripes[my_stripe(last.stripes.len())].0).misses += 1;
+            return (BytesMut::with_capacity(capacity), None);
+        };
+        let class = &classes[index];
+        let mine = my_stripe(class.stripes.len());
+        {
+            let mut stripe = lock(&class.stripes[mine].0);
+            if let Some(buffer) = stripe.free.pop() {
+                stripe.hits += 1;
+                return (buffer, Some(index));
             }
         }
+        // Our stripe is empty: another thread may have returned what we need to its own.
+        for (n, other) in class.stripes.iter().enumerate() {
+            if n == mine {
+                continue;
+            }
+            if let Ok(mut stripe) = other.0.try_lock()
+                && let Some(buffer) = stripe.free.pop()
+            {
+                stripe.hits += 1;
+                return (buffer, Some(index));
+            }
+        }
+        lock(&class.stripes[mine].0).misses += 1;
+        (BytesMut::with_capacity(class.size), Some(index))
     }
 
     /// Drops free buffers, largest classes first, until at most `bytes` are kept; returns
@@ -161,68 +233,90 @@ impl BufferPool {
         let mut kept = self.stats().retained_bytes;
         let mut released = 0;
         for class in self.inner.classes.iter().rev() {
-            let mut free = lock(&class.free);
-            while kept > bytes {
-                let Some(buffer) = free.pop() else { break };
-                let size = buffer.capacity() as u64;
-                kept -= size;
-                released += size;
+            for stripe in class.stripes.iter() {
+                let mut stripe = lock(&stripe.0);
+                while kept > bytes {
+                    let Some(buffer) = stripe.free.pop() else {
+                        break;
+                    };
+                    let size = buffer.capacity() as u64;
+                    kept -= size;
+                    released += size;
+                }
             }
         }
         released
     }
 
-    /// Changes the cap on kept bytes (shared equally by the classes), shrinking at once if
-    /// needed.
+    /// Changes the cap on kept bytes (shared equally by the classes, and within a class by
+    /// its stripes), shrinking at once if needed.
     pub fn set_max_retained_bytes(&self, bytes: u64) {
         let classes = &self.inner.classes;
         let share = bytes / classes.len() as u64;
         for class in classes.iter() {
-            class
-                .max_free
-                .store((share / class.size as u64) as usize, Relaxed);
-        }
-        for class in classes.iter() {
-            let mut free = lock(&class.free);
-            let max = class.max_free.load(Relaxed);
-            if free.len() > max {
-                free.truncate(max);
+            let buffers = usize::try_from(share / class.size as u64).unwrap_or(usize::MAX);
+            let stripes = class.stripes.len();
+            for (n, stripe) in class.stripes.iter().enumerate() {
+                let mut stripe = lock(&stripe.0);
+                stripe.max_free = buffers / stripes + usize::from(n < buffers % stripes);
+                let max = stripe.max_free;
+                stripe.free.truncate(max);
             }
         }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, also published through the `metrics` facade.
     pub fn stats(&self) -> PoolStats {
-        let (retained, bytes) = self
-            .inner
-            .classes
-            .iter()
-            .fold((0, 0), |(count, bytes), class| {
-                let free = lock(&class.free);
-                let held: usize = free.iter().map(BytesMut::capacity).sum();
-                (count + free.len() as u64, bytes + held as u64)
-            });
-        self.inner.counters.snapshot(retained, bytes)
+        let mut stats = PoolStats::default();
+        for class in self.inner.classes.iter() {
+            for stripe in class.stripes.iter() {
+                let stripe = lock(&stripe.0);
+                stats.hits += stripe.hits;
+                stats.misses += stripe.misses;
+                stats.returns += stripe.returns;
+                stats.dropped += stripe.dropped;
+                stats.retained += stripe.free.len() as u64;
+                stats.retained_bytes +=
+                    stripe.free.iter().map(BytesMut::capacity).sum::<usize>() as u64;
+            }
+        }
+        stats.gets = stats.hits + stats.misses;
+        self.inner.telemetry.publish(&stats);
+        stats
     }
 
     #[inline]
     fn give_back(&self, mut buffer: BytesMut, class: Option<usize>) {
-        let inner = &*self.inner;
-        // A buffer that grew far past its class would make the class lie about its size.
-        if let Some(class) = class
-            .map(|index| &inner.classes[index])
-            .filter(|class| buffer.capacity() <= class.size * 2)
-        {
-            let mut free = lock(&class.free);
-            if free.len() < class.max_free.load(Relaxed) {
+        let classes = &self.inner.classes;
+        let Some(index) = class else {
+            // Larger than every class: never kept.
+            let last = &classes[classes.len() - 1];
+            lock(&last.stripes[my_stripe(last.stripes.len())].0).dropped += 1;
+            return;
+        };
+        let class = &classes[index];
+        let stripes = &class.stripes;
+        let mine = my_stripe(stripes.len());
+        // Kept only at its class's size: one that grew far past it would make the class lie
+        // about its size, and one whose capacity shrank (after `split`) could not hold what
+        // `get` promises.
+        let fits = (class.size..=class.size * 2).contains(&buffer.capacity());
+        if !fits {
+            lock(&stripes[mine].0).dropped += 1;
+            return;
+        }
+        // Our stripe first; a full one passes the buffer to a stripe with room, so the class
+        // keeps its whole share whichever threads return.
+        for n in 0..stripes.len() {
+            let mut stripe = lock(&stripes[(mine + n) & (stripes.len() - 1)].0);
+            if stripe.free.len() < stripe.max_free {
                 buffer.clear();
-                free.push(buffer);
-                drop(free);
-                Counters::add(&inner.counters.returns);
+                stripe.free.push(buffer);
+                stripe.returns += 1;
                 return;
             }
         }
-        Counters::add(&inner.counters.dropped);
+        lock(&stripes[mine].0).dropped += 1;
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use object_pool::{Pool, ReusableOwned};
 
 use crate::BuildError;
-use crate::stats::{Counters, PoolStats};
+use crate::stats::{Counters, PoolStats, PoolTelemetry};
 
 type Init<T> = Arc<dyn Fn() -> T + Send + Sync>;
 type Reset<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
@@ -41,6 +41,7 @@ struct Inner<T> {
     reset: Option<Reset<T>>,
     max_idle: usize,
     counters: Counters,
+    telemetry: PoolTelemetry,
 }
 
 impl<T> Clone for ObjectPool<T> {
@@ -62,6 +63,8 @@ impl<T: Send + 'static> ObjectPool<T> {
             reset: None,
             max_idle: 1024,
             prefill: 0,
+            name: "objects".to_owned(),
+            metrics_prefix: "pool".to_owned(),
         }
     }
 
@@ -100,11 +103,14 @@ impl<T: Send + 'static> ObjectPool<T> {
         dropped
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, also published through the `metrics` facade.
     pub fn stats(&self) -> PoolStats {
-        self.inner
+        let stats = self
+            .inner
             .counters
-            .snapshot(self.inner.pool.len() as u64, 0)
+            .snapshot(self.inner.pool.len() as u64, 0);
+        self.inner.telemetry.publish(&stats);
+        stats
     }
 }
 
@@ -170,9 +176,23 @@ pub struct ObjectPoolBuilder<T> {
     reset: Option<Reset<T>>,
     max_idle: usize,
     prefill: usize,
+    name: String,
+    metrics_prefix: String,
 }
 
 impl<T: Send + 'static> ObjectPoolBuilder<T> {
+    /// The `pool` label on the metrics (default `objects`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Prefix of the metrics (default `pool`).
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metrics_prefix = prefix.into();
+        self
+    }
+
     /// Runs `reset` on every object given back, before it is reused.
     pub fn reset<F>(mut self, reset: F) -> Self
     where
@@ -198,11 +218,13 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] when `prefill` exceeds `max_idle`.
+    /// A [`BuildError`] when `prefill` exceeds `max_idle`, or for an invalid metrics
+    /// prefix.
     pub fn build(self) -> Result<ObjectPool<T>, BuildError> {
         if self.prefill > self.max_idle {
             return Err(BuildError::new("prefill", "must not exceed max_idle"));
         }
+        let telemetry = PoolTelemetry::new(&self.metrics_prefix, &self.name)?;
         let init = Arc::clone(&self.init);
         Ok(ObjectPool {
             inner: Arc::new(Inner {
@@ -211,6 +233,7 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
                 reset: self.reset,
                 max_idle: self.max_idle,
                 counters: Counters::default(),
+                telemetry,
             }),
         })
     }

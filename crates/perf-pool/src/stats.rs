@@ -2,6 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use metrics::{Counter, Gauge, Label};
+
+use crate::BuildError;
+
 /// Counters of one pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -48,5 +52,54 @@ impl Counters {
             retained,
             retained_bytes,
         }
+    }
+}
+
+/// What a pool reports through the `metrics` facade, published by every `stats()` call (the
+/// counters as absolute values), so the hot path writes no shared metric.
+///
+/// | metric | kind |
+/// |---|---|
+/// | `{prefix}_gets_total`, `_hits_total`, `_misses_total`, `_returns_total`, `_dropped_total` | counters |
+/// | `{prefix}_retained`, `{prefix}_retained_bytes` | gauges |
+///
+/// Every series carries `pool` = the pool's name.
+#[derive(Debug)]
+pub(crate) struct PoolTelemetry {
+    gets: Counter,
+    hits: Counter,
+    misses: Counter,
+    returns: Counter,
+    dropped: Counter,
+    retained: Gauge,
+    retained_bytes: Gauge,
+}
+
+impl PoolTelemetry {
+    pub(crate) fn new(prefix: &str, name: &str) -> Result<Self, BuildError> {
+        perf_core::metric_name::validate_prefix("metrics_prefix", prefix)?;
+        let labels = vec![Label::new("pool", name.to_owned())];
+        let counter =
+            |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());
+        let gauge = |what: &str| metrics::gauge!(format!("{prefix}_{what}"), labels.clone());
+        Ok(PoolTelemetry {
+            gets: counter("gets"),
+            hits: counter("hits"),
+            misses: counter("misses"),
+            returns: counter("returns"),
+            dropped: counter("dropped"),
+            retained: gauge("retained"),
+            retained_bytes: gauge("retained_bytes"),
+        })
+    }
+
+    pub(crate) fn publish(&self, stats: &PoolStats) {
+        self.gets.absolute(stats.gets);
+        self.hits.absolute(stats.hits);
+        self.misses.absolute(stats.misses);
+        self.returns.absolute(stats.returns);
+        self.dropped.absolute(stats.dropped);
+        self.retained.set(stats.retained as f64);
+        self.retained_bytes.set(stats.retained_bytes as f64);
     }
 }

@@ -55,6 +55,10 @@ pub struct TaskPoolConfig {
     pub queue_timeout: Duration,
     /// Tasks of a kind running at once, for the kinds listed.
     pub kind_limits: HashMap<String, usize>,
+    /// The `pool` label on the metrics (default `tasks`).
+    pub name: String,
+    /// Prefix of the metrics (default `task_pool`).
+    pub metrics_prefix: String,
 }
 
 impl Default for TaskPoolConfig {
@@ -64,6 +68,69 @@ impl Default for TaskPoolConfig {
             queue_size: 5000,
             queue_timeout: Duration::from_secs(30),
             kind_limits: HashMap::new(),
+            name: "tasks".to_owned(),
+            metrics_prefix: "task_pool".to_owned(),
+        }
+    }
+}
+
+/// What a task pool reports through the `metrics` facade, published by every
+/// [`TaskPool::stats`] call, each series labelled `pool` = its name.
+///
+/// | metric | kind |
+/// |---|---|
+/// | `{prefix}_queued`, `{prefix}_running` | gauges |
+/// | `{prefix}_completed_total`, `_failed_total`, `_rejected_total`, `_timed_out_total`, `_cancelled_total` | counters |
+/// | `{prefix}_wait_seconds` | gauge with `quantile` = 0.5, 0.95, 0.99: recent queue waits |
+struct Telemetry {
+    queued: metrics::Gauge,
+    running: metrics::Gauge,
+    completed: metrics::Counter,
+    failed: metrics::Counter,
+    rejected: metrics::Counter,
+    timed_out: metrics::Counter,
+    cancelled: metrics::Counter,
+    waits: [metrics::Gauge; 3],
+}
+
+impl Telemetry {
+    fn new(prefix: &str, name: &str) -> Result<Self, BuildError> {
+        perf_core::metric_name::validate_prefix("metrics_prefix", prefix)?;
+        let labels = vec![metrics::Label::new("pool", name.to_owned())];
+        let counter =
+            |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());
+        let gauge = |what: &str| metrics::gauge!(format!("{prefix}_{what}"), labels.clone());
+        let wait = |quantile: &'static str| {
+            let mut labels = labels.clone();
+            labels.push(metrics::Label::new("quantile", quantile));
+            metrics::gauge!(format!("{prefix}_wait_seconds"), labels)
+        };
+        Ok(Telemetry {
+            queued: gauge("queued"),
+            running: gauge("running"),
+            completed: counter("completed"),
+            failed: counter("failed"),
+            rejected: counter("rejected"),
+            timed_out: counter("timed_out"),
+            cancelled: counter("cancelled"),
+            waits: [wait("0.5"), wait("0.95"), wait("0.99")],
+        })
+    }
+
+    fn publish(&self, stats: &TaskPoolStats) {
+        self.queued.set(stats.queued as f64);
+        self.running.set(stats.running as f64);
+        self.completed.absolute(stats.completed);
+        self.failed.absolute(stats.failed);
+        self.rejected.absolute(stats.rejected);
+        self.timed_out.absolute(stats.timed_out);
+        self.cancelled.absolute(stats.cancelled);
+        for (gauge, wait) in self
+            .waits
+            .iter()
+            .zip([stats.wait_p50, stats.wait_p95, stats.wait_p99])
+        {
+            gauge.set(wait.as_secs_f64());
         }
     }
 }
@@ -265,6 +332,7 @@ pub struct TaskPool {
 struct Inner {
     config: TaskPoolConfig,
     state: Mutex<State>,
+    telemetry: Telemetry,
 }
 
 impl TaskPool {
@@ -272,7 +340,8 @@ impl TaskPool {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for a zero `max_concurrent` or kind limit.
+    /// A [`BuildError`] for a zero `max_concurrent` or kind limit, or an invalid metrics
+    /// prefix.
     pub fn new(config: TaskPoolConfig) -> Result<Self, BuildError> {
         if config.max_concurrent == 0 {
             return Err(BuildError::new("max_concurrent", "must be at least 1"));
@@ -280,10 +349,12 @@ impl TaskPool {
         if config.kind_limits.values().any(|&limit| limit == 0) {
             return Err(BuildError::new("kind_limits", "a limit must be at least 1"));
         }
+        let telemetry = Telemetry::new(&config.metrics_prefix, &config.name)?;
         Ok(TaskPool {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::default(),
+                telemetry,
             }),
         })
     }
@@ -465,7 +536,8 @@ impl TaskPool {
         lock(&self.inner.state)
     }
 
-    /// A snapshot of the queue, the running tasks and the outcomes so far.
+    /// A snapshot of the queue, the running tasks and the outcomes so far, also published
+    /// through the `metrics` facade.
     pub fn stats(&self) -> TaskPoolStats {
         let state = self.lock();
         let mut waits: Vec<Duration> = state.waits.iter().copied().collect();
@@ -477,7 +549,7 @@ impl TaskPool {
             let rank = ((p * waits.len() as f64).ceil() as usize).clamp(1, waits.len());
             waits[rank - 1]
         };
-        TaskPoolStats {
+        let stats = TaskPoolStats {
             queued: state.queued - state.dead,
             running: state.running,
             completed: state.completed,
@@ -488,7 +560,10 @@ impl TaskPool {
             wait_p50: percentile(0.50),
             wait_p95: percentile(0.95),
             wait_p99: percentile(0.99),
-        }
+        };
+        drop(state);
+        self.inner.telemetry.publish(&stats);
+        stats
     }
 }
 

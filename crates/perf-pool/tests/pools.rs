@@ -8,6 +8,7 @@ fn pool(max_retained_bytes: u64) -> BufferPool {
     BufferPool::new(BufferPoolConfig {
         classes: vec![1024, 4096],
         max_retained_bytes,
+        ..BufferPoolConfig::default()
     })
     .unwrap()
 }
@@ -64,6 +65,21 @@ fn oversized_grown_and_frozen_buffers_do_not_come_back() {
 }
 
 #[test]
+fn a_buffer_that_shrank_below_its_class_is_not_taken_back() {
+    let pool = pool(1 << 20);
+    let mut buffer = pool.get(4096);
+    buffer.extend_from_slice(&[1; 4096]);
+    // `split_to` leaves the guard with what remains after the first 4000 bytes: a buffer
+    // of 96 bytes that the 4 KiB class must not hand out again.
+    let head = buffer.split_to(4000);
+    assert_eq!(head.len(), 4000);
+    drop(buffer);
+    assert_eq!(pool.stats().dropped, 1);
+    let again = pool.get(4096);
+    assert!(again.capacity() >= 4096, "{}", again.capacity());
+}
+
+#[test]
 fn counts_add_up_across_threads() {
     let pool = pool(64 << 20);
     std::thread::scope(|scope| {
@@ -93,6 +109,7 @@ fn invalid_classes_are_build_errors() {
         let error = BufferPool::new(BufferPoolConfig {
             classes,
             max_retained_bytes: 1,
+            ..BufferPoolConfig::default()
         })
         .unwrap_err();
         assert_eq!(error.field(), "classes");

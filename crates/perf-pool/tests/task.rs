@@ -13,7 +13,7 @@ fn pool(max_concurrent: usize, queue_size: usize) -> TaskPool {
         max_concurrent,
         queue_size,
         queue_timeout: Duration::from_secs(60),
-        kind_limits: HashMap::new(),
+        ..TaskPoolConfig::default()
     })
     .unwrap()
 }

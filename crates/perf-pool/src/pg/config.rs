@@ -19,6 +19,7 @@ use crate::BuildError;
 /// | `slow_query_threshold` | 100 ms | |
 /// | `reaper_interval` | 30 s between sweeps of expired and surplus idle connections; `None` checks at checkout only | |
 /// | `verify_on_checkout` | false: a reused connection is checked for a closed socket only; true runs a query on every checkout (a round trip) | |
+/// | `name`, `metrics_prefix` | `postgres`, `db_pool`: the `pool` label and prefix of the metrics | |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -59,6 +60,10 @@ pub struct PgPoolConfig {
     pub reaper_interval: Option<Duration>,
     /// Run a query on every reused connection before handing it out.
     pub verify_on_checkout: bool,
+    /// The `pool` label on the metrics.
+    pub name: String,
+    /// Prefix of the metrics.
+    pub metrics_prefix: String,
 }
 
 impl Default for PgPoolConfig {
@@ -78,6 +83,8 @@ impl Default for PgPoolConfig {
             slow_query_threshold: Duration::from_millis(100),
             reaper_interval: Some(Duration::from_secs(30)),
             verify_on_checkout: false,
+            name: "postgres".to_owned(),
+            metrics_prefix: "db_pool".to_owned(),
         }
     }
 }
@@ -148,6 +155,7 @@ impl PgPoolConfig {
             };
             pg.options(options);
         }
+        perf_core::metric_name::validate_prefix("metrics_prefix", &self.metrics_prefix)?;
         pg.connect_timeout(self.create_timeout);
         Ok(pg)
     }

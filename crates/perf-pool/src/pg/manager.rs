@@ -16,13 +16,28 @@ use perf_core::clock::{Clock, FastClock};
 
 use super::stats::PgCounters;
 
-/// A pooled connection, when it was opened and when it was last given back (nanoseconds on
-/// the manager's clock).
+/// A pooled connection: when it was opened, last handed out and last given back
+/// (nanoseconds on the manager's clock), and what its queries report to.
 #[derive(Debug)]
 pub struct Connection {
     pub(crate) client: ClientWrapper,
     created_nanos: u64,
+    /// Read once at checkout: it dates the checkout for the wait measurement too.
+    pub(crate) checked_out_nanos: u64,
     pub(crate) returned_nanos: u64,
+    /// Shared with the manager: a checkout hands this out with the connection, so a
+    /// [`PgConn`](super::PgConn) clones no pool handle.
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every connection of a pool reports to and reads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) counters: PgCounters,
+    /// Read at every checkout and return, so the cheap one (see `docs/PERFORMANCE.md`).
+    pub(crate) clock: FastClock,
+    pub(crate) statement_cache_size: usize,
+    pub(crate) slow_query_threshold: Duration,
 }
 
 #[derive(Debug)]
@@ -30,9 +45,7 @@ pub(crate) struct PgManager {
     pub(crate) inner: deadpool_postgres::Manager,
     pub(crate) lifetime: Option<Duration>,
     pub(crate) idle_time: Option<Duration>,
-    pub(crate) counters: Arc<PgCounters>,
-    /// Read at every checkout and return, so the cheap one (see `docs/PERFORMANCE.md`).
-    pub(crate) clock: FastClock,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// Why a connection is no longer worth keeping.
@@ -43,9 +56,8 @@ pub(crate) enum Expiry {
 }
 
 impl PgManager {
-    /// Whether `connection` has expired; one clock read.
-    pub(crate) fn expiry(&self, connection: &Connection) -> Option<Expiry> {
-        let now = self.clock.now_nanos();
+    /// Whether `connection` has expired by `now`.
+    pub(crate) fn expiry(&self, connection: &Connection, now: u64) -> Option<Expiry> {
         let since = |then: u64| Duration::from_nanos(now.saturating_sub(then));
         if self
             .lifetime
@@ -69,11 +81,13 @@ impl Manager for PgManager {
 
     async fn create(&self) -> Result<Connection, tokio_postgres::Error> {
         let client = self.inner.create().await?;
-        let now = self.clock.now_nanos();
+        let now = self.shared.clock.now_nanos();
         Ok(Connection {
             client,
             created_nanos: now,
+            checked_out_nanos: now,
             returned_nanos: now,
+            shared: Arc::clone(&self.shared),
         })
     }
 
@@ -82,15 +96,17 @@ impl Manager for PgManager {
         connection: &mut Connection,
         metrics: &Metrics,
     ) -> RecycleResult<tokio_postgres::Error> {
-        match self.expiry(connection) {
+        let now = self.shared.clock.now_nanos();
+        connection.checked_out_nanos = now;
+        match self.expiry(connection, now) {
             Some(Expiry::Lifetime) => {
-                self.counters.closed_lifetime();
+                self.shared.counters.closed_lifetime();
                 Err(RecycleError::message(
                     "connection reached conn_max_lifetime",
                 ))
             }
             Some(Expiry::Idle) => {
-                self.counters.closed_idle();
+                self.shared.counters.closed_idle();
                 Err(RecycleError::message(
                     "connection idle past conn_max_idle_time",
                 ))

@@ -12,8 +12,8 @@ use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 
-use super::manager::{Connection, PgManager};
-use super::stats::{PgCounters, PgPoolStats};
+use super::manager::{Connection, PgManager, Shared};
+use super::stats::{PgCounters, PgPoolStats, PgTelemetry};
 use super::{PgPoolConfig, PgPoolError};
 use crate::BuildError;
 
@@ -31,7 +31,7 @@ pub struct PgPool {
 struct Inner {
     pool: Pool<PgManager>,
     config: PgPoolConfig,
-    counters: Arc<PgCounters>,
+    telemetry: PgTelemetry,
     reaper: Mutex<Option<AbortHandle>>,
 }
 
@@ -45,7 +45,12 @@ impl PgPool {
     /// warm-up connections cannot be opened (within `create_timeout`).
     pub async fn connect(config: PgPoolConfig) -> Result<Self, PgPoolError> {
         let pg = config.validate().map_err(PgPoolError::Config)?;
-        let counters = Arc::new(PgCounters::default());
+        let shared = Arc::new(Shared {
+            counters: PgCounters::default(),
+            clock: FastClock::new(),
+            statement_cache_size: config.statement_cache_size.max(1),
+            slow_query_threshold: config.slow_query_threshold,
+        });
         // Fast recycling checks the socket: a connection the server closed is noticed by its
         // connection task and not handed out. Verified recycling also catches a socket that
         // died silently, for a round trip per checkout.
@@ -62,8 +67,7 @@ impl PgPool {
             ),
             lifetime: config.conn_max_lifetime,
             idle_time: config.conn_max_idle_time,
-            counters: Arc::clone(&counters),
-            clock: FastClock::new(),
+            shared,
         };
         let pool = Pool::builder(manager)
             .max_size(config.max_open_conns)
@@ -76,8 +80,8 @@ impl PgPool {
         let pool = PgPool {
             inner: Arc::new(Inner {
                 pool,
+                telemetry: PgTelemetry::new(&config.metrics_prefix, &config.name),
                 config,
-                counters,
                 reaper: Mutex::new(None),
             }),
         };
@@ -95,15 +99,16 @@ impl PgPool {
     /// [`PgPoolError::WaitTimeout`] (or the create/recycle timeouts) and connection errors.
     pub async fn get(&self) -> Result<PgConn, PgPoolError> {
         let inner = &*self.inner;
-        let clock = &inner.pool.manager().clock;
-        let started = clock.now_nanos();
+        let shared = &inner.pool.manager().shared;
+        let started = shared.clock.now_nanos();
         match inner.pool.get().await {
             Ok(object) => {
-                let waited = clock.now_nanos().saturating_sub(started);
-                inner.counters.checkout(Duration::from_nanos(waited));
+                // Dated by the recycle check (or the connection's creation): one clock read
+                // serves the wait and the expiry.
+                let waited = object.checked_out_nanos.saturating_sub(started);
+                shared.counters.checkout(Duration::from_nanos(waited));
                 Ok(PgConn {
                     object: Some(object),
-                    pool: self.clone(),
                 })
             }
             Err(error) => {
@@ -114,7 +119,7 @@ impl PgPool {
                         | PgPoolError::CreateTimeout
                         | PgPoolError::RecycleTimeout
                 ) {
-                    inner.counters.timeout();
+                    shared.counters.timeout();
                 }
                 Err(error)
             }
@@ -139,29 +144,32 @@ impl PgPool {
     pub fn reap(&self) -> usize {
         let inner = &*self.inner;
         let manager = inner.pool.manager();
+        let counters = &manager.shared.counters;
+        let now = manager.shared.clock.now_nanos();
         let mut kept = 0;
         let mut surplus = 0;
-        let result = inner
-            .pool
-            .retain(|connection, _metrics| match manager.expiry(connection) {
-                Some(super::manager::Expiry::Lifetime) => {
-                    inner.counters.closed_lifetime();
-                    false
-                }
-                Some(super::manager::Expiry::Idle) => {
-                    inner.counters.closed_idle();
-                    false
-                }
-                None if kept >= inner.config.max_idle_conns => {
-                    surplus += 1;
-                    false
-                }
-                None => {
-                    kept += 1;
-                    true
-                }
-            });
-        inner.counters.closed_surplus(surplus);
+        let result =
+            inner.pool.retain(
+                |connection, _metrics| match manager.expiry(connection, now) {
+                    Some(super::manager::Expiry::Lifetime) => {
+                        counters.closed_lifetime();
+                        false
+                    }
+                    Some(super::manager::Expiry::Idle) => {
+                        counters.closed_idle();
+                        false
+                    }
+                    None if kept >= inner.config.max_idle_conns => {
+                        surplus += 1;
+                        false
+                    }
+                    None => {
+                        kept += 1;
+                        true
+                    }
+                },
+            );
+        counters.closed_surplus(surplus);
         result.removed.len()
     }
 
@@ -193,9 +201,17 @@ impl PgPool {
         *lock(&self.inner.reaper) = Some(task.abort_handle());
     }
 
-    /// A snapshot of the pool.
+    /// A snapshot of the pool, also published through the `metrics` facade.
     pub fn stats(&self) -> PgPoolStats {
-        self.inner.counters.snapshot(self.inner.pool.status())
+        let stats = self
+            .inner
+            .pool
+            .manager()
+            .shared
+            .counters
+            .snapshot(self.inner.pool.status());
+        self.inner.telemetry.publish(&stats);
+        stats
     }
 
     /// The configuration the pool was built with.
@@ -232,7 +248,6 @@ impl fmt::Debug for PgPool {
 /// are timed; it goes back to the pool when dropped.
 pub struct PgConn {
     object: Option<Object<PgManager>>,
-    pool: PgPool,
 }
 
 impl PgConn {
@@ -254,7 +269,7 @@ impl PgConn {
     pub async fn prepare_cached(&self, query: &str) -> Result<Statement, PgPoolError> {
         let connection = self.connection();
         let cache = &connection.client.statement_cache;
-        if cache.size() >= self.pool.inner.config.statement_cache_size.max(1) {
+        if cache.size() >= connection.shared.statement_cache_size {
             cache.clear();
         }
         Ok(connection.client.prepare_cached(query).await?)
@@ -312,10 +327,11 @@ impl PgConn {
         &self,
         query: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, PgPoolError> {
+        let shared = &self.connection().shared;
         let started = Instant::now();
         let result = query.await;
-        let slow = started.elapsed() >= self.pool.inner.config.slow_query_threshold;
-        self.pool.inner.counters.query(slow);
+        let slow = started.elapsed() >= shared.slow_query_threshold;
+        shared.counters.query(slow);
         Ok(result?)
     }
 }
@@ -324,7 +340,7 @@ impl Drop for PgConn {
     fn drop(&mut self) {
         if let Some(mut object) = self.object.take() {
             // The idle clock starts now; dropping the object returns it to the pool.
-            object.returned_nanos = self.pool.inner.pool.manager().clock.now_nanos();
+            object.returned_nanos = object.shared.clock.now_nanos();
         }
     }
 }

@@ -108,3 +108,79 @@ impl PgCounters {
         }
     }
 }
+
+/// What a [`PgPool`](super::PgPool) reports through the `metrics` facade, published by every
+/// `stats()` call, each series labelled `pool` = its name.
+///
+/// | metric | kind |
+/// |---|---|
+/// | `{prefix}_connections`, `_idle_connections`, `_in_use_connections`, `_waiting` | gauges |
+/// | `{prefix}_checkouts_total`, `_waits_total`, `_timeouts_total`, `_queries_total`, `_slow_queries_total` | counters |
+/// | `{prefix}_closed_total` | counter with `reason` = `lifetime`, `idle`, `surplus` |
+/// | `{prefix}_wait_seconds_total` | counter: time spent waiting for a connection |
+#[derive(Debug)]
+pub(crate) struct PgTelemetry {
+    gauges: [metrics::Gauge; 4],
+    counters: [metrics::Counter; 5],
+    closed: [metrics::Counter; 3],
+    wait_seconds: metrics::Gauge,
+}
+
+impl PgTelemetry {
+    pub(crate) fn new(prefix: &str, name: &str) -> Self {
+        let labels = vec![metrics::Label::new("pool", name.to_owned())];
+        let gauge = |what: &str| metrics::gauge!(format!("{prefix}_{what}"), labels.clone());
+        let counter =
+            |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());
+        let closed = |reason: &'static str| {
+            let mut labels = labels.clone();
+            labels.push(metrics::Label::new("reason", reason));
+            metrics::counter!(format!("{prefix}_closed_total"), labels)
+        };
+        PgTelemetry {
+            gauges: [
+                gauge("connections"),
+                gauge("idle_connections"),
+                gauge("in_use_connections"),
+                gauge("waiting"),
+            ],
+            counters: [
+                counter("checkouts"),
+                counter("waits"),
+                counter("timeouts"),
+                counter("queries"),
+                counter("slow_queries"),
+            ],
+            closed: [closed("lifetime"), closed("idle"), closed("surplus")],
+            // A gauge holding a running total: `metrics` counters are whole numbers.
+            wait_seconds: gauge("wait_seconds_total"),
+        }
+    }
+
+    pub(crate) fn publish(&self, stats: &PgPoolStats) {
+        for (gauge, value) in
+            self.gauges
+                .iter()
+                .zip([stats.open, stats.idle, stats.in_use, stats.waiting])
+        {
+            gauge.set(value as f64);
+        }
+        for (counter, value) in self.counters.iter().zip([
+            stats.checkouts,
+            stats.waits,
+            stats.timeouts,
+            stats.queries,
+            stats.slow_queries,
+        ]) {
+            counter.absolute(value);
+        }
+        for (counter, value) in self.closed.iter().zip([
+            stats.closed_lifetime,
+            stats.closed_idle,
+            stats.closed_surplus,
+        ]) {
+            counter.absolute(value);
+        }
+        self.wait_seconds.set(stats.wait_time.as_secs_f64());
+    }
+}
