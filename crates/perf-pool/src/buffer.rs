@@ -30,10 +30,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
-use perf_core::sync::lock;
+// parking_lot's lock (object-pool's too), not std's: no poison flag to check on every get
+// and put, and the stripe state is valid after every single update anyway.
+use parking_lot::Mutex;
 
 use crate::BuildError;
 use crate::stats::{PoolStats, PoolTelemetry};
@@ -199,13 +201,13 @@ impl BufferPool {
         let Some(index) = classes.iter().position(|class| class.size >= capacity) else {
             // Larger than every class: counted against the last class's stripe.
             let last = &classes[classes.len() - 1];
-            lock(&last.stripes[my_stripe(last.stripes.len())].0).misses += 1;
+            last.stripes[my_stripe(last.stripes.len())].0.lock().misses += 1;
             return (BytesMut::with_capacity(capacity), None);
         };
         let class = &classes[index];
         let mine = my_stripe(class.stripes.len());
         {
-            let mut stripe = lock(&class.stripes[mine].0);
+            let mut stripe = class.stripes[mine].0.lock();
             if let Some(buffer) = stripe.free.pop() {
                 stripe.hits += 1;
                 return (buffer, Some(index));
@@ -216,14 +218,14 @@ impl BufferPool {
             if n == mine {
                 continue;
             }
-            if let Ok(mut stripe) = other.0.try_lock()
+            if let Some(mut stripe) = other.0.try_lock()
                 && let Some(buffer) = stripe.free.pop()
             {
                 stripe.hits += 1;
                 return (buffer, Some(index));
             }
         }
-        lock(&class.stripes[mine].0).misses += 1;
+        class.stripes[mine].0.lock().misses += 1;
         (BytesMut::with_capacity(class.size), Some(index))
     }
 
@@ -234,7 +236,7 @@ impl BufferPool {
         let mut released = 0;
         for class in self.inner.classes.iter().rev() {
             for stripe in class.stripes.iter() {
-                let mut stripe = lock(&stripe.0);
+                let mut stripe = stripe.0.lock();
                 while kept > bytes {
                     let Some(buffer) = stripe.free.pop() else {
                         break;
@@ -257,7 +259,7 @@ impl BufferPool {
             let buffers = usize::try_from(share / class.size as u64).unwrap_or(usize::MAX);
             let stripes = class.stripes.len();
             for (n, stripe) in class.stripes.iter().enumerate() {
-                let mut stripe = lock(&stripe.0);
+                let mut stripe = stripe.0.lock();
                 stripe.max_free = buffers / stripes + usize::from(n < buffers % stripes);
                 let max = stripe.max_free;
                 stripe.free.truncate(max);
@@ -270,7 +272,7 @@ impl BufferPool {
         let mut stats = PoolStats::default();
         for class in self.inner.classes.iter() {
             for stripe in class.stripes.iter() {
-                let stripe = lock(&stripe.0);
+                let stripe = stripe.0.lock();
                 stats.hits += stripe.hits;
                 stats.misses += stripe.misses;
                 stats.returns += stripe.returns;
@@ -291,7 +293,7 @@ impl BufferPool {
         let Some(index) = class else {
             // Larger than every class: never kept.
             let last = &classes[classes.len() - 1];
-            lock(&last.stripes[my_stripe(last.stripes.len())].0).dropped += 1;
+            last.stripes[my_stripe(last.stripes.len())].0.lock().dropped += 1;
             return;
         };
         let class = &classes[index];
@@ -302,13 +304,13 @@ impl BufferPool {
         // `get` promises.
         let fits = (class.size..=class.size * 2).contains(&buffer.capacity());
         if !fits {
-            lock(&stripes[mine].0).dropped += 1;
+            stripes[mine].0.lock().dropped += 1;
             return;
         }
         // Our stripe first; a full one passes the buffer to a stripe with room, so the class
         // keeps its whole share whichever threads return.
         for n in 0..stripes.len() {
-            let mut stripe = lock(&stripes[(mine + n) & (stripes.len() - 1)].0);
+            let mut stripe = stripes[(mine + n) & (stripes.len() - 1)].0.lock();
             if stripe.free.len() < stripe.max_free {
                 buffer.clear();
                 stripe.free.push(buffer);
@@ -316,7 +318,7 @@ impl BufferPool {
                 return;
             }
         }
-        lock(&stripes[mine].0).dropped += 1;
+        stripes[mine].0.lock().dropped += 1;
     }
 }
 

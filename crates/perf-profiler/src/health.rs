@@ -352,3 +352,137 @@ impl fmt::Debug for AlertEngine {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    fn snapshot(at: u64, metric: &str, value: f64) -> Snapshot {
+        let mut snapshot = Snapshot::at(UNIX_EPOCH + Duration::from_secs(at));
+        snapshot.set(metric, value);
+        snapshot
+    }
+
+    #[test]
+    fn each_default_threshold_changes_status_exactly_at_its_levels() {
+        let cases = [
+            (names::LATENCY_P95_MS, 499.9, 500.0, 999.9, 1000.0),
+            (names::CPU_USAGE_PERCENT, 79.9, 80.0, 89.9, 90.0),
+            (names::MEMORY_USAGE_PERCENT, 89.9, 90.0, 94.9, 95.0),
+            (names::ERROR_RATE, 0.0199, 0.02, 0.0499, 0.05),
+            // Below is bad: the levels are approached from above.
+            (names::CACHE_HIT_RATE, 0.7001, 0.70, 0.5001, 0.50),
+        ];
+        let thresholds = default_thresholds();
+        for (metric, ok, warning, still_warning, critical) in cases {
+            let threshold = thresholds.iter().find(|t| t.metric == metric).unwrap();
+            assert_eq!(threshold.status(ok), Status::Ok, "{metric} {ok}");
+            assert_eq!(
+                threshold.status(warning),
+                Status::Warning,
+                "{metric} {warning}"
+            );
+            assert_eq!(
+                threshold.status(still_warning),
+                Status::Warning,
+                "{metric} {still_warning}"
+            );
+            assert_eq!(
+                threshold.status(critical),
+                Status::Critical,
+                "{metric} {critical}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_report_is_as_bad_as_its_worst_check_and_unmeasured_is_ok() {
+        let mut snapshot = snapshot(0, names::CPU_USAGE_PERCENT, 85.0);
+        snapshot.set(names::ERROR_RATE, 0.06);
+        let report = check(&snapshot, &default_thresholds());
+        assert_eq!(report.status, Status::Critical);
+        let by_metric = |metric: &str| report.checks.iter().find(|c| c.metric == metric).unwrap();
+        assert_eq!(by_metric(names::CPU_USAGE_PERCENT).status, Status::Warning);
+        assert_eq!(
+            by_metric(names::CPU_USAGE_PERCENT).reason,
+            "85.000 at or above the warning level 80"
+        );
+        assert_eq!(by_metric(names::LATENCY_P95_MS).reason, "not measured");
+        assert_eq!(by_metric(names::LATENCY_P95_MS).status, Status::Ok);
+        assert_eq!(check(&Snapshot::at(UNIX_EPOCH), &[]).status, Status::Ok);
+    }
+
+    fn engine(hold: u64) -> AlertEngine {
+        AlertEngine::new(vec![AlertRule {
+            name: "hot".into(),
+            metric: "cpu".into(),
+            direction: Direction::Above,
+            value: 90.0,
+            severity: Status::Critical,
+            for_at_least: Duration::from_secs(hold),
+        }])
+    }
+
+    #[test]
+    fn an_alert_fires_only_after_its_hold_time() {
+        let mut alerts = engine(60);
+        assert!(alerts.observe(&snapshot(0, "cpu", 95.0)).is_empty());
+        assert!(alerts.observe(&snapshot(30, "cpu", 95.0)).is_empty());
+        assert!(alerts.firing().is_empty(), "pending is not firing");
+        let fired = alerts.observe(&snapshot(60, "cpu", 96.0));
+        assert_eq!(fired.len(), 1);
+        assert!(fired[0].firing);
+        assert_eq!(fired[0].value, 96.0);
+        assert_eq!(alerts.firing(), ["hot"]);
+    }
+
+    #[test]
+    fn an_alert_resolves_only_after_being_clear_for_the_hold_time() {
+        let mut alerts = engine(60);
+        alerts.observe(&snapshot(0, "cpu", 95.0));
+        alerts.observe(&snapshot(60, "cpu", 95.0));
+        assert!(alerts.observe(&snapshot(90, "cpu", 50.0)).is_empty());
+        assert_eq!(alerts.firing(), ["hot"], "clearing still counts as firing");
+        let resolved = alerts.observe(&snapshot(150, "cpu", 50.0));
+        assert_eq!(resolved.len(), 1);
+        assert!(!resolved[0].firing);
+        assert!(alerts.firing().is_empty());
+    }
+
+    #[test]
+    fn a_value_flapping_around_the_level_raises_one_alert() {
+        let mut alerts = engine(60);
+        let mut events = Vec::new();
+        // Flapping while pending never fires...
+        for (at, value) in [(0, 95.0), (20, 80.0), (40, 95.0), (60, 80.0), (80, 95.0)] {
+            events.extend(alerts.observe(&snapshot(at, "cpu", value)));
+        }
+        assert!(events.is_empty(), "{events:?}");
+        // ...and flapping while firing never resolves.
+        for at in (80..=200).step_by(20) {
+            events.extend(alerts.observe(&snapshot(at, "cpu", 95.0)));
+        }
+        for (at, value) in [(220, 80.0), (240, 95.0), (260, 80.0), (280, 95.0)] {
+            events.extend(alerts.observe(&snapshot(at, "cpu", value)));
+        }
+        assert_eq!(events.iter().filter(|e| e.firing).count(), 1);
+        assert_eq!(events.iter().filter(|e| !e.firing).count(), 0);
+    }
+
+    #[test]
+    fn a_rule_without_delay_fires_on_the_breaking_sample_and_listeners_hear_it() {
+        let mut alerts = engine(0);
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        alerts.on_alert(move |event| sink.lock().unwrap().push(event.firing));
+        assert_eq!(alerts.observe(&snapshot(0, "cpu", 91.0)).len(), 1);
+        assert!(
+            alerts.observe(&snapshot(1, "other", 1.0)).is_empty(),
+            "missing figure"
+        );
+        assert_eq!(alerts.observe(&snapshot(2, "cpu", 10.0)).len(), 1);
+        assert_eq!(*heard.lock().unwrap(), [true, false]);
+    }
+}

@@ -166,3 +166,104 @@ impl fmt::Debug for Optimizer {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use super::*;
+
+    /// A real resource an action works on: a cache of byte buffers whose size is measured,
+    /// not reported by the action.
+    #[derive(Clone, Default)]
+    struct Buffers(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Buffers {
+        fn filled(count: usize, size: usize) -> Self {
+            let buffers = Buffers::default();
+            lock(&buffers.0).extend((0..count).map(|_| vec![0; size]));
+            buffers
+        }
+
+        fn bytes(&self) -> f64 {
+            lock(&self.0).iter().map(Vec::len).sum::<usize>() as f64
+        }
+
+        /// Drops buffers until at most `keep` remain; reports measured before and after.
+        fn action(&self, keep: usize) -> impl Fn() -> ActionFuture + Send + Sync + 'static {
+            let buffers = self.clone();
+            move || {
+                let buffers = buffers.clone();
+                Box::pin(async move {
+                    let before = buffers.bytes();
+                    lock(&buffers.0).truncate(keep);
+                    Ok(ActionOutcome {
+                        summary: format!("kept {keep} buffers"),
+                        before: [("bytes".to_owned(), before)].into(),
+                        after: [("bytes".to_owned(), buffers.bytes())].into(),
+                    })
+                })
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn all_runs_each_action_once_in_order_with_measured_figures() {
+        let cache = Buffers::filled(10, 1000);
+        let arenas = Buffers::filled(4, 4096);
+        let optimizer = Optimizer::new();
+        optimizer.register(ActionKind::Cache, "shrink cache", cache.action(2));
+        optimizer.register(ActionKind::Memory, "free arenas", arenas.action(0));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&failures);
+        optimizer.register(ActionKind::Pools, "trim pool", move || {
+            counted.fetch_add(1, SeqCst);
+            async { Err::<ActionOutcome, ActionError>("pool is closed".into()) }
+        });
+
+        let reports = optimizer.run(Target::All).await;
+        let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["shrink cache", "free arenas", "trim pool"]);
+        let cache_outcome = reports[0].outcome.as_ref().unwrap();
+        assert_eq!(cache_outcome.before["bytes"], 10_000.0);
+        assert_eq!(cache_outcome.after["bytes"], cache.bytes());
+        assert_eq!(cache.bytes(), 2_000.0);
+        assert_eq!(arenas.bytes(), 0.0);
+        assert_eq!(reports[2].error.as_deref(), Some("pool is closed"));
+        assert_eq!(
+            failures.load(SeqCst),
+            1,
+            "once, and the failure stops nothing"
+        );
+
+        // A second run finds nothing left to free: the figures say so.
+        let again = optimizer.run(Target::Kind(ActionKind::Cache)).await;
+        assert_eq!(again.len(), 1);
+        let outcome = again[0].outcome.as_ref().unwrap();
+        assert_eq!(outcome.before["bytes"], outcome.after["bytes"]);
+    }
+
+    #[tokio::test]
+    async fn a_kind_runs_only_its_actions_and_gc_means_memory() {
+        let cache = Buffers::filled(3, 10);
+        let memory = Buffers::filled(3, 10);
+        let optimizer = Optimizer::new();
+        optimizer.register(ActionKind::Cache, "cache", cache.action(0));
+        optimizer.register(ActionKind::Memory, "memory", memory.action(0));
+        let reports = optimizer.run("gc".parse().unwrap()).await;
+        assert_eq!(reports.len(), 1);
+        assert_eq!((cache.bytes(), memory.bytes()), (30.0, 0.0));
+        assert!(optimizer.run(Target::Kind(ActionKind::Db)).await.is_empty());
+        for (name, target) in [
+            ("all", Target::All),
+            ("memory", Target::Kind(ActionKind::Memory)),
+            ("cache", Target::Kind(ActionKind::Cache)),
+            ("pools", Target::Kind(ActionKind::Pools)),
+            ("db", Target::Kind(ActionKind::Db)),
+        ] {
+            assert_eq!(name.parse::<Target>().unwrap(), target);
+        }
+        let unknown = "everything".parse::<Target>().unwrap_err();
+        assert!(unknown.to_string().contains("`everything`"));
+    }
+}

@@ -266,3 +266,110 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::health::default_thresholds;
+
+    /// Minute samples of one figure.
+    fn history(metric: &str, values: &[f64]) -> Vec<Snapshot> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let mut snapshot = Snapshot::at(UNIX_EPOCH + Duration::from_secs(60 * i as u64));
+                snapshot.set(metric, *value);
+                snapshot
+            })
+            .collect()
+    }
+
+    fn advice(metric: &str, values: &[f64]) -> Vec<String> {
+        Report::build(
+            Duration::from_secs(3600),
+            &history(metric, values),
+            &default_thresholds(),
+        )
+        .recommendations
+    }
+
+    const CALM: &str = "no action needed: every figure is within its target";
+
+    #[test]
+    fn each_recommendation_fires_on_its_rule_and_not_just_below_it() {
+        let cases: [(&str, Vec<f64>, Vec<f64>, &str); 6] = [
+            (
+                names::LATENCY_P95_MS,
+                vec![500.0; 3],
+                vec![499.0; 3],
+                "P95 latency averaged 500 ms",
+            ),
+            (
+                names::CPU_USAGE_PERCENT,
+                vec![70.0; 3],
+                vec![69.9; 3],
+                "CPU averaged 70%",
+            ),
+            (
+                names::RESIDENT_BYTES,
+                (0..61).map(|i| 1e8 + 11e6 * f64::from(i) / 60.0).collect(),
+                (0..61).map(|i| 1e8 + 9e6 * f64::from(i) / 60.0).collect(),
+                "resident memory grew 11 MB/h",
+            ),
+            (
+                names::CACHE_HIT_RATE,
+                vec![0.84; 3],
+                vec![0.85; 3],
+                "cache hit rate averaged 84%",
+            ),
+            (
+                names::ERROR_RATE,
+                vec![0.01; 3],
+                vec![0.009; 3],
+                "error rate averaged 1.0%",
+            ),
+            (
+                names::DB_SLOW_QUERIES,
+                vec![4.0, 4.0, 7.0],
+                vec![4.0, 4.0, 4.0],
+                "3 slow queries in the period",
+            ),
+        ];
+        for (metric, firing, calm, expected) in cases {
+            let fired = advice(metric, &firing);
+            assert_eq!(fired.len(), 1, "{metric}: {fired:?}");
+            assert!(fired[0].starts_with(expected), "{metric}: {}", fired[0]);
+            assert_eq!(advice(metric, &calm), [CALM], "{metric}");
+        }
+    }
+
+    #[test]
+    fn an_empty_period_recommends_nothing() {
+        let report = Report::build(Duration::from_secs(60), &[], &default_thresholds());
+        assert!(report.recommendations.is_empty());
+        assert_eq!(report.samples, 0);
+    }
+
+    #[test]
+    fn breaches_count_samples_at_each_level() {
+        let report = Report::build(
+            Duration::from_secs(3600),
+            &history(names::CPU_USAGE_PERCENT, &[50.0, 85.0, 95.0, 91.0]),
+            &default_thresholds(),
+        );
+        assert_eq!(
+            report.breaches,
+            [Breach {
+                metric: names::CPU_USAGE_PERCENT.to_owned(),
+                warning_samples: 3,
+                critical_samples: 2,
+            }]
+        );
+        let summary = report.metric(names::CPU_USAGE_PERCENT).unwrap();
+        assert_eq!((summary.min, summary.max, summary.last), (50.0, 95.0, 91.0));
+        assert_eq!((summary.p50, summary.p95), (85.0, 95.0));
+    }
+}

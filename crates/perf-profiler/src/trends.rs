@@ -140,3 +140,105 @@ pub fn flags(snapshots: &[Snapshot]) -> Vec<String> {
     }
     flags
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    /// A series of `metric`, one sample every `step` seconds.
+    fn series(metric: &str, step: u64, values: &[f64]) -> Vec<Snapshot> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let mut snapshot =
+                    Snapshot::at(UNIX_EPOCH + Duration::from_secs(1_000 + step * i as u64));
+                snapshot.set(metric, *value);
+                snapshot
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_slope_of_a_line_is_its_rate_per_hour() {
+        // 2 units a minute: 120 an hour, mean at the middle.
+        let values: Vec<f64> = (0..10).map(|i| 5.0 + 2.0 * i as f64).collect();
+        let t = trend("x", &series("x", 60, &values)).unwrap();
+        assert!(
+            (t.slope_per_hour - 120.0).abs() < 1e-9,
+            "{}",
+            t.slope_per_hour
+        );
+        assert!((t.mean - 14.0).abs() < 1e-9);
+        assert_eq!(t.samples, 10);
+        assert_eq!(t.points[3], (180.0, 11.0));
+        let flat = trend("x", &series("x", 60, &[3.0; 5])).unwrap();
+        assert_eq!(flat.slope_per_hour, 0.0);
+    }
+
+    #[test]
+    fn the_ewma_weights_the_latest_samples() {
+        let t = trend("x", &series("x", 1, &[10.0, 20.0, 20.0])).unwrap();
+        // 10 -> 0.3*20 + 0.7*10 = 13 -> 0.3*20 + 0.7*13 = 15.1
+        assert!((t.ewma - 15.1).abs() < 1e-9, "{}", t.ewma);
+    }
+
+    #[test]
+    fn a_step_is_a_change_point_and_noise_is_not() {
+        let step = [10.0, 10.2, 9.9, 10.1, 10.0, 9.8, 30.0, 30.1, 29.9];
+        assert!(trend("x", &series("x", 30, &step)).unwrap().changed);
+        let noise = [10.0, 10.4, 9.7, 10.2, 9.9, 10.3, 9.8, 10.1, 10.0];
+        assert!(!trend("x", &series("x", 30, &noise)).unwrap().changed);
+        let short = [1.0, 1.0, 50.0, 50.0, 50.0];
+        assert!(
+            !trend("x", &series("x", 30, &short)).unwrap().changed,
+            "needs six"
+        );
+    }
+
+    #[test]
+    fn too_few_samples_give_no_trend() {
+        assert!(trend("x", &series("x", 1, &[1.0])).is_none());
+        assert!(trend("y", &series("x", 1, &[1.0, 2.0])).is_none());
+        assert!(trend("x", &[]).is_none());
+    }
+
+    #[test]
+    fn each_flag_fires_on_its_rule_and_not_below_it() {
+        // 20 MB an hour of growth over an hour of minute samples.
+        let leak: Vec<f64> = (0..61).map(|i| 1e8 + 20e6 * i as f64 / 60.0).collect();
+        assert!(
+            flags(&series(names::RESIDENT_BYTES, 60, &leak))
+                .iter()
+                .any(|f| f.starts_with("resident memory growing 20 MB/h"))
+        );
+        let slow_growth: Vec<f64> = (0..61).map(|i| 1e8 + 5e6 * i as f64 / 60.0).collect();
+        assert!(flags(&series(names::RESIDENT_BYTES, 60, &slow_growth)).is_empty());
+
+        let rising: Vec<f64> = (0..61).map(|i| 100.0 + i as f64).collect();
+        assert!(
+            flags(&series(names::LATENCY_P95_MS, 60, &rising))
+                .iter()
+                .any(|f| f.starts_with("p95 rising"))
+        );
+        let errors: Vec<f64> = (0..61).map(|i| 0.02 * i as f64 / 60.0).collect();
+        assert!(
+            flags(&series(names::ERROR_RATE, 60, &errors))
+                .iter()
+                .any(|f| f.starts_with("error rate rising 2.0 points/h"))
+        );
+        let falling: Vec<f64> = (0..61).map(|i| 0.9 - 0.1 * i as f64 / 60.0).collect();
+        assert!(
+            flags(&series(names::CACHE_HIT_RATE, 60, &falling))
+                .iter()
+                .any(|f| f.starts_with("cache hit rate falling 10.0 points/h"))
+        );
+        let jump = [40.0, 41.0, 39.0, 40.0, 40.5, 39.5, 95.0, 96.0, 94.0];
+        assert_eq!(
+            flags(&series(names::CPU_USAGE_PERCENT, 30, &jump)),
+            ["cpu_usage_percent changed abruptly"]
+        );
+    }
+}

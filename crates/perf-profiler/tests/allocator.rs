@@ -49,13 +49,18 @@ fn purging_returns_freed_pages_to_the_os() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // Many small blocks, freed: their pages stay dirty in the arenas until purged or decayed.
+    let baseline = heap().get(HEAP_RESIDENT_BYTES).unwrap();
     let blocks: Vec<Vec<u8>> = (0..4096).map(|i| vec![i as u8; 16 << 10]).collect();
     let resident_full = heap().get(HEAP_RESIDENT_BYTES).unwrap();
+    let added = resident_full - baseline;
+    assert!(added >= (48 << 20) as f64, "64 MiB of blocks added {added}");
     drop(std::hint::black_box(blocks));
     purge_arenas().unwrap();
     let resident_purged = heap().get(HEAP_RESIDENT_BYTES).unwrap();
+    // Measured against what the blocks added, not a fixed figure: at least half of it is
+    // back with the OS (jemalloc keeps some pages for its own metadata and thread caches).
     assert!(
-        resident_purged < resident_full - (32 << 20) as f64,
-        "resident {resident_full} -> {resident_purged}"
+        resident_purged <= baseline + added / 2.0,
+        "resident {baseline} -> {resident_full} -> {resident_purged}"
     );
 }
