@@ -8,10 +8,10 @@
 //! class or shrunk below it, are dropped, and [`BufferPool::shrink_to`] gives memory back
 //! on demand (under memory pressure).
 //!
-//! Each class is striped by thread (as many stripes as cores): a thread takes and returns
-//! through its own stripe, so threads do not wait on one another, and a get or a put takes
-//! one uncontended lock. A thread whose stripe is empty takes from another's before
-//! allocating.
+//! Each class is striped by thread (as many stripes as cores): a thread takes from its own
+//! stripe and the buffer goes back to the stripe it came from, so threads do not wait on one
+//! another, and a get or a put takes one uncontended lock. A thread whose stripe is empty
+//! takes from another's before allocating.
 //!
 //! ```
 //! use perf_pool::buffer::BufferPool;
@@ -72,23 +72,26 @@ pub struct BufferPool {
     inner: Arc<Inner>,
 }
 
+/// The classes' stripes in one flat array, class after class, so that a get or a put goes
+/// from the pool to its stripe in one indexing step.
 struct Inner {
-    classes: Box<[Class]>,
+    sizes: Box<[usize]>,
+    stripes: Box<[Stripe]>,
+    /// Stripes per class, a power of two.
+    per_class: usize,
     telemetry: PoolTelemetry,
 }
 
-/// One size class, striped: each thread takes and returns through its own stripe, so two
-/// threads never wait on one lock, and a single thread's get and put each take one
-/// uncontended lock, as object-pool's do.
-struct Class {
-    size: usize,
-    stripes: Box<[Stripe]>,
-}
-
-/// A share of a class's free buffers, with its counters kept under the lock it takes
-/// anyway: counting costs no shared atomic.
+/// A share of one class's free buffers. Each thread takes from its own stripe (and a buffer
+/// goes back to the stripe it came from), so two threads never wait on one lock, and a get
+/// or a put takes one uncontended lock, as object-pool's do. Its counters are kept under
+/// that lock: counting costs no shared atomic.
 #[repr(align(64))]
-struct Stripe(Mutex<StripeState>);
+struct Stripe {
+    /// The class's buffer size.
+    size: usize,
+    state: Mutex<StripeState>,
+}
 
 #[derive(Default)]
 struct StripeState {
@@ -112,22 +115,22 @@ fn stripe_count() -> usize {
     })
 }
 
-/// This thread's stripe, handed out round-robin on first use.
+/// This thread's number, handed out round-robin on first use; its stripe in a class of `n`
+/// (a power of two) stripes is this number modulo `n`.
 #[inline]
-fn my_stripe(stripes: usize) -> usize {
+fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    let mine = MINE.with(|mine| {
-        let mut index = mine.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, Relaxed);
-            mine.set(index);
+    MINE.with(|mine| {
+        let mut number = mine.get();
+        if number == usize::MAX {
+            number = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
+            mine.set(number);
         }
-        index
-    });
-    mine & (stripes - 1)
+        number
+    })
 }
 
 impl Default for BufferPool {
@@ -154,17 +157,21 @@ impl BufferPool {
             return Err(BuildError::new("classes", "must be strictly ascending"));
         }
         let telemetry = PoolTelemetry::new(&config.metrics_prefix, &config.name)?;
-        let stripes = stripe_count();
+        let per_class = stripe_count();
         let pool = BufferPool {
             inner: Arc::new(Inner {
-                classes: config
+                stripes: config
                     .classes
                     .iter()
-                    .map(|&size| Class {
-                        size,
-                        stripes: (0..stripes).map(|_| Stripe(Mutex::default())).collect(),
+                    .flat_map(|&size| {
+                        (0..per_class).map(move |_| Stripe {
+                            size,
+                            state: Mutex::default(),
+                        })
                     })
                     .collect(),
+                sizes: config.classes.into_boxed_slice(),
+                per_class,
                 telemetry,
             }),
         };
@@ -176,10 +183,10 @@ impl BufferPool {
     /// drops. Larger than the largest class, it is allocated and not kept.
     #[inline]
     pub fn get(&self, capacity: usize) -> PooledBuf<'_> {
-        let (buffer, class) = self.take(capacity);
+        let (buffer, home) = self.take(capacity);
         PooledBuf {
             buffer: Some(buffer),
-            class,
+            home,
             pool: self,
         }
     }
@@ -187,46 +194,54 @@ impl BufferPool {
     /// Like [`get`](Self::get), with a guard that owns a handle to the pool, for buffers
     /// that move into spawned tasks.
     pub fn get_owned(&self, capacity: usize) -> OwnedPooledBuf {
-        let (buffer, class) = self.take(capacity);
+        let (buffer, home) = self.take(capacity);
         OwnedPooledBuf {
             buffer: Some(buffer),
-            class,
+            home,
             pool: self.clone(),
         }
     }
 
+    /// The stripes of `class`.
+    fn class(&self, class: usize) -> &[Stripe] {
+        let per_class = self.inner.per_class;
+        &self.inner.stripes[class * per_class..(class + 1) * per_class]
+    }
+
+    /// A buffer and the stripe it goes back to (`None`: larger than every class).
     #[inline]
     fn take(&self, capacity: usize) -> (BytesMut, Option<usize>) {
-        let classes = &self.inner.classes;
-        let Some(index) = classes.iter().position(|class| class.size >= capacity) else {
-            // Larger than every class: counted against the last class's stripe.
-            let last = &classes[classes.len() - 1];
-            last.stripes[my_stripe(last.stripes.len())].0.lock().misses += 1;
+        let inner = &*self.inner;
+        let Some(class) = inner.sizes.iter().position(|&size| size >= capacity) else {
+            // Counted against the largest class, never kept.
+            let largest = inner.sizes.len() - 1;
+            self.class(largest)[0].state.lock().misses += 1;
             return (BytesMut::with_capacity(capacity), None);
         };
-        let class = &classes[index];
-        let mine = my_stripe(class.stripes.len());
+        let mine = thread_number() & (inner.per_class - 1);
+        let home = class * inner.per_class + mine;
+        let stripe = &inner.stripes[home];
         {
-            let mut stripe = class.stripes[mine].0.lock();
-            if let Some(buffer) = stripe.free.pop() {
-                stripe.hits += 1;
-                return (buffer, Some(index));
+            let mut state = stripe.state.lock();
+            if let Some(buffer) = state.free.pop() {
+                state.hits += 1;
+                return (buffer, Some(home));
             }
         }
         // Our stripe is empty: another thread may have returned what we need to its own.
-        for (n, other) in class.stripes.iter().enumerate() {
+        for (n, other) in self.class(class).iter().enumerate() {
             if n == mine {
                 continue;
             }
-            if let Some(mut stripe) = other.0.try_lock()
-                && let Some(buffer) = stripe.free.pop()
+            if let Some(mut state) = other.state.try_lock()
+                && let Some(buffer) = state.free.pop()
             {
-                stripe.hits += 1;
-                return (buffer, Some(index));
+                state.hits += 1;
+                return (buffer, Some(home));
             }
         }
-        class.stripes[mine].0.lock().misses += 1;
-        (BytesMut::with_capacity(class.size), Some(index))
+        stripe.state.lock().misses += 1;
+        (BytesMut::with_capacity(stripe.size), Some(home))
     }
 
     /// Drops free buffers, largest classes first, until at most `bytes` are kept; returns
@@ -234,17 +249,15 @@ impl BufferPool {
     pub fn shrink_to(&self, bytes: u64) -> u64 {
         let mut kept = self.stats().retained_bytes;
         let mut released = 0;
-        for class in self.inner.classes.iter().rev() {
-            for stripe in class.stripes.iter() {
-                let mut stripe = stripe.0.lock();
-                while kept > bytes {
-                    let Some(buffer) = stripe.free.pop() else {
-                        break;
-                    };
-                    let size = buffer.capacity() as u64;
-                    kept -= size;
-                    released += size;
-                }
+        for stripe in self.inner.stripes.iter().rev() {
+            let mut state = stripe.state.lock();
+            while kept > bytes {
+                let Some(buffer) = state.free.pop() else {
+                    break;
+                };
+                let size = buffer.capacity() as u64;
+                kept -= size;
+                released += size;
             }
         }
         released
@@ -253,16 +266,15 @@ impl BufferPool {
     /// Changes the cap on kept bytes (shared equally by the classes, and within a class by
     /// its stripes), shrinking at once if needed.
     pub fn set_max_retained_bytes(&self, bytes: u64) {
-        let classes = &self.inner.classes;
-        let share = bytes / classes.len() as u64;
-        for class in classes.iter() {
-            let buffers = usize::try_from(share / class.size as u64).unwrap_or(usize::MAX);
-            let stripes = class.stripes.len();
-            for (n, stripe) in class.stripes.iter().enumerate() {
-                let mut stripe = stripe.0.lock();
-                stripe.max_free = buffers / stripes + usize::from(n < buffers % stripes);
-                let max = stripe.max_free;
-                stripe.free.truncate(max);
+        let share = bytes / self.inner.sizes.len() as u64;
+        for (class, &size) in self.inner.sizes.iter().enumerate() {
+            let buffers = usize::try_from(share / size as u64).unwrap_or(usize::MAX);
+            let stripes = self.class(class);
+            for (n, stripe) in stripes.iter().enumerate() {
+                let mut state = stripe.state.lock();
+                state.max_free = buffers / stripes.len() + usize::from(n < buffers % stripes.len());
+                let max = state.max_free;
+                state.free.truncate(max);
             }
         }
     }
@@ -270,55 +282,61 @@ impl BufferPool {
     /// A snapshot of the counters, also published through the `metrics` facade.
     pub fn stats(&self) -> PoolStats {
         let mut stats = PoolStats::default();
-        for class in self.inner.classes.iter() {
-            for stripe in class.stripes.iter() {
-                let stripe = stripe.0.lock();
-                stats.hits += stripe.hits;
-                stats.misses += stripe.misses;
-                stats.returns += stripe.returns;
-                stats.dropped += stripe.dropped;
-                stats.retained += stripe.free.len() as u64;
-                stats.retained_bytes +=
-                    stripe.free.iter().map(BytesMut::capacity).sum::<usize>() as u64;
-            }
+        for stripe in self.inner.stripes.iter() {
+            let state = stripe.state.lock();
+            stats.hits += state.hits;
+            stats.misses += state.misses;
+            stats.returns += state.returns;
+            stats.dropped += state.dropped;
+            stats.retained += state.free.len() as u64;
+            stats.retained_bytes += state.free.iter().map(BytesMut::capacity).sum::<usize>() as u64;
         }
         stats.gets = stats.hits + stats.misses;
         self.inner.telemetry.publish(&stats);
         stats
     }
 
+    /// Returns the buffer in `slot` to its stripe, or drops it. It is cleared and moved
+    /// where it lands, straight from the guard: each move of a `BytesMut` through the stack
+    /// on this path showed up in the bench as a store-forwarding stall.
     #[inline]
-    fn give_back(&self, mut buffer: BytesMut, class: Option<usize>) {
-        let classes = &self.inner.classes;
-        let Some(index) = class else {
-            // Larger than every class: never kept.
-            let last = &classes[classes.len() - 1];
-            last.stripes[my_stripe(last.stripes.len())].0.lock().dropped += 1;
+    fn give_back(&self, slot: &mut Option<BytesMut>, home: Option<usize>) {
+        let inner = &*self.inner;
+        let Some(capacity) = slot.as_ref().map(BytesMut::capacity) else {
             return;
         };
-        let class = &classes[index];
-        let stripes = &class.stripes;
-        let mine = my_stripe(stripes.len());
+        let Some(home) = home else {
+            self.class(inner.sizes.len() - 1)[0].state.lock().dropped += 1;
+            return;
+        };
+        let stripe = &inner.stripes[home];
         // Kept only at its class's size: one that grew far past it would make the class lie
         // about its size, and one whose capacity shrank (after `split`) could not hold what
         // `get` promises.
-        let fits = (class.size..=class.size * 2).contains(&buffer.capacity());
-        if !fits {
-            stripes[mine].0.lock().dropped += 1;
-            return;
-        }
-        // Our stripe first; a full one passes the buffer to a stripe with room, so the class
-        // keeps its whole share whichever threads return.
-        for n in 0..stripes.len() {
-            let mut stripe = stripes[(mine + n) & (stripes.len() - 1)].0.lock();
-            if stripe.free.len() < stripe.max_free {
+        if (stripe.size..=stripe.size * 2).contains(&capacity) {
+            if let Some(buffer) = slot.as_mut() {
                 buffer.clear();
-                stripe.free.push(buffer);
-                stripe.returns += 1;
+            }
+            let mut state = stripe.state.lock();
+            if state.free.len() < state.max_free {
+                state.free.extend(slot.take());
+                state.returns += 1;
                 return;
             }
+            drop(state);
+            // A full stripe passes the buffer to one of its class with room, so the class
+            // keeps its whole share whichever threads return.
+            let class = home / inner.per_class;
+            for other in self.class(class) {
+                let mut state = other.state.lock();
+                if state.free.len() < state.max_free {
+                    state.free.extend(slot.take());
+                    state.returns += 1;
+                    return;
+                }
+            }
         }
-        stripes[mine].0.lock().dropped += 1;
+        stripe.state.lock().dropped += 1;
     }
 }
 
@@ -333,14 +351,16 @@ impl fmt::Debug for BufferPool {
 /// A buffer borrowed from a [`BufferPool`]; goes back to it when dropped.
 pub struct PooledBuf<'a> {
     buffer: Option<BytesMut>,
-    class: Option<usize>,
+    /// The stripe it goes back to.
+    home: Option<usize>,
     pool: &'a BufferPool,
 }
 
 /// A buffer from [`BufferPool::get_owned`]; goes back to the pool when dropped.
 pub struct OwnedPooledBuf {
     buffer: Option<BytesMut>,
-    class: Option<usize>,
+    /// The stripe it goes back to.
+    home: Option<usize>,
     pool: BufferPool,
 }
 
@@ -373,9 +393,7 @@ macro_rules! pooled_buffer {
         impl Drop for $guard {
             #[inline]
             fn drop(&mut self) {
-                if let Some(buffer) = self.buffer.take() {
-                    self.pool.give_back(buffer, self.class);
-                }
+                self.pool.give_back(&mut self.buffer, self.home);
             }
         }
 
