@@ -26,16 +26,15 @@
 //! assert_eq!(pool.stats().hits, 1);
 //! ```
 
-use std::cell::Cell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 // parking_lot's lock (object-pool's too), not std's: no poison flag to check on every get
 // and put, and the stripe state is valid after every single update anyway.
 use parking_lot::Mutex;
+use perf_core::per_thread::thread_number;
 
 use crate::BuildError;
 use crate::stats::{PoolStats, PoolTelemetry};
@@ -112,24 +111,6 @@ fn stripe_count() -> usize {
             .map_or(1, usize::from)
             .clamp(1, 16)
             .next_power_of_two()
-    })
-}
-
-/// This thread's number, handed out round-robin on first use; its stripe in a class of `n`
-/// (a power of two) stripes is this number modulo `n`.
-#[inline]
-fn thread_number() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    MINE.with(|mine| {
-        let mut number = mine.get();
-        if number == usize::MAX {
-            number = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
-            mine.set(number);
-        }
-        number
     })
 }
 

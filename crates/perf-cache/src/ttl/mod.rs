@@ -12,7 +12,6 @@
 
 mod cache;
 mod config;
-mod counter;
 mod entry;
 mod stats;
 

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use metrics::{Counter, Gauge, Label};
 
-use super::counter::ThreadCounter;
+use perf_core::per_thread::ThreadCounter;
 
 /// A snapshot of a cache's counters, taken by [`TtlCache::stats`](super::TtlCache::stats).
 #[derive(Debug, Clone, PartialEq)]

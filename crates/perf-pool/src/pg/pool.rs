@@ -67,6 +67,7 @@ impl PgPool {
             ),
             lifetime: config.conn_max_lifetime,
             idle_time: config.conn_max_idle_time,
+            verify: config.verify_on_checkout,
             shared,
         };
         let pool = Pool::builder(manager)
@@ -100,12 +101,24 @@ impl PgPool {
     pub async fn get(&self) -> Result<PgConn, PgPoolError> {
         let inner = &*self.inner;
         let shared = &inner.pool.manager().shared;
-        let started = shared.clock.now_nanos();
-        match inner.pool.get().await {
+        // A checkout that is ready on its first poll did not wait, and costs no clock read:
+        // the wait is timed from the first time deadpool says "not yet".
+        let mut checkout = std::pin::pin!(inner.pool.get());
+        let mut waiting_since = None;
+        let result = std::future::poll_fn(|cx| {
+            let poll = checkout.as_mut().poll(cx);
+            if poll.is_pending() && waiting_since.is_none() {
+                waiting_since = Some(shared.clock.now_nanos());
+            }
+            poll
+        })
+        .await;
+        match result {
             Ok(object) => {
-                // Dated by the recycle check (or the connection's creation): one clock read
-                // serves the wait and the expiry.
-                let waited = object.checked_out_nanos.saturating_sub(started);
+                // Dated by the recycle check (or the connection's creation), which reads the
+                // clock anyway for the expiry.
+                let waited =
+                    waiting_since.map_or(0, |since| object.checked_out_nanos.saturating_sub(since));
                 shared.counters.checkout(Duration::from_nanos(waited));
                 Ok(PgConn {
                     object: Some(object),
