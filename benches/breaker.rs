@@ -4,11 +4,20 @@
 //! `closed_call` and `open_rejection` on one thread, and the same two with two threads
 //! calling through one shared breaker at once (time per call as each thread sees it).
 //!
-//! Every breaker is set to trip on consecutive failures where it supports that (recloser
-//! only has a failure-rate ring, so it keeps its defaults). The direct APIs (our permit,
-//! failsafe's and recloser's `call`) are compared with each other, and the two tower layers
-//! (ours and tower-resilience's) with each other, each service call driven to completion on
-//! a current-thread runtime.
+//! Every breaker is set to trip on consecutive failures where it supports that. recloser
+//! only has a failure-rate ring (100 calls here), so ours runs twice: plain, and with a
+//! failure-rate window of the same 100 calls (`permit_window_100`), the like-for-like row.
+//! The direct APIs (our permit, failsafe's and recloser's `call`) are compared with each
+//! other, and the two tower layers (ours and tower-resilience's) with each other.
+//!
+//! A Prometheus recorder is installed before any breaker is built, so ours really counts
+//! every rejection (the peers count nothing); without one, `metrics` calls are no-ops and
+//! the rejection rows would flatter us.
+//!
+//! Multi-thread rows measure steady state: the threads (or the runtime and its tasks) exist
+//! before the clock starts. Layer calls run as tasks on a persistent multi-thread runtime
+//! with a worker per calling task, so a waiting task parks a worker the way it would in a
+//! server, not a single-threaded runtime of its own.
 //!
 //! Run: `cargo bench -p pocwhisp-benches --bench breaker`
 
@@ -20,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use failsafe::{CircuitBreaker as _, backoff, failure_policy};
-use perf_breaker::{CircuitBreaker, CircuitBreakerLayer};
+use perf_breaker::{BreakerLayer, CircuitBreaker, FailureRate, SlidingWindow};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 const OPEN_FOR: Duration = Duration::from_secs(3600);
@@ -38,6 +47,17 @@ fn operation(fail: bool) -> Result<u64, u64> {
 fn ours(failures: u32) -> CircuitBreaker {
     CircuitBreaker::builder()
         .failure_threshold(failures)
+        .open_duration(OPEN_FOR)
+        .max_open_duration(OPEN_FOR)
+        .build()
+        .expect("valid config")
+}
+
+/// Ours with recloser's shape: a failure-rate window over the last 100 calls.
+fn ours_windowed(failures: u32) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .failure_threshold(failures)
+        .failure_rate(FailureRate::new(0.5, SlidingWindow::Count(100)))
         .open_duration(OPEN_FOR)
         .max_open_duration(OPEN_FOR)
         .build()
@@ -84,7 +104,8 @@ fn recloser(open: bool) -> recloser::Recloser {
 type Request = bool;
 
 fn inner_service()
--> impl Service<Request, Response = u64, Error = std::io::Error, Future: Send> + Clone + Send {
+-> impl Service<Request, Response = u64, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
     service_fn(|fail: Request| {
         std::future::ready(operation(fail).map_err(|_| std::io::Error::other("failed")))
     })
@@ -93,17 +114,19 @@ fn inner_service()
 /// Each breaker behind its tower layer, as a service both threads can clone.
 fn ours_layered(
     open: bool,
-) -> impl Service<Request, Response = u64, Error: std::fmt::Debug, Future: Send> + Clone + Send {
+) -> impl Service<Request, Response = u64, Error: std::fmt::Debug, Future: Send> + Clone + Send + 'static
+{
     let breaker = ours(1);
     if open {
         breaker.try_acquire().expect("closed").failure();
     }
-    CircuitBreakerLayer::new(breaker).layer(inner_service())
+    BreakerLayer::new(breaker).layer(inner_service())
 }
 
 fn tower_resilience_layered(
     open: bool,
-) -> impl Service<Request, Response = u64, Error: std::fmt::Debug, Future: Send> + Clone + Send {
+) -> impl Service<Request, Response = u64, Error: std::fmt::Debug, Future: Send> + Clone + Send + 'static
+{
     let layer = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
         .consecutive_failures(1)
         .wait_duration_in_open(OPEN_FOR)
@@ -150,31 +173,45 @@ where
     .elapsed()
 }
 
-/// Drives `iters` service calls on a current-thread runtime, per thread.
-fn service_calls<S>(threads: usize, iters: u64, service: S) -> Duration
+/// The runtime the layer rows run on: `threads` workers, built once per row.
+fn layer_runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// Drives `iters` service calls in each of `threads` tasks on `runtime`; the time runs from
+/// the spawn of the tasks to the end of the last.
+fn service_calls<S>(
+    runtime: &tokio::runtime::Runtime,
+    threads: usize,
+    iters: u64,
+    service: &S,
+) -> Duration
 where
-    S: Service<Request, Future: Send> + Clone + Send,
+    S: Service<Request, Future: Send> + Clone + Send + 'static,
     S::Error: std::fmt::Debug,
 {
-    let start_line = Barrier::new(threads);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let mut service = service.clone();
-            let start_line = &start_line;
-            scope.spawn(move || {
-                let runtime = runtime();
-                start_line.wait();
-                runtime.block_on(async {
+    runtime.block_on(async {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut service = service.clone();
+                tokio::spawn(async move {
                     for _ in 0..iters {
                         let ready = service.ready().await.expect("ready");
                         let _ = black_box(ready.call(false).await);
                     }
-                });
-            });
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("no panic");
         }
-    });
-    started.elapsed()
+        started.elapsed()
+    })
 }
 
 fn bench_state(c: &mut Criterion, open: bool, threads: usize) {
@@ -191,20 +228,21 @@ fn bench_state(c: &mut Criterion, open: bool, threads: usize) {
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
 
-    let breaker = ours(5);
-    if open {
-        for _ in 0..5 {
-            ours_call(&breaker, true);
+    for (row, breaker) in [("permit", ours(5)), ("permit_window_100", ours_windowed(5))] {
+        if open {
+            for _ in 0..5 {
+                ours_call(&breaker, true);
+            }
+            assert_eq!(breaker.state(), perf_breaker::State::Open);
         }
-        assert_eq!(breaker.state(), perf_breaker::State::Open);
-    }
-    group.bench_function(BenchmarkId::new("perf-breaker", "permit"), |b| {
-        b.iter_custom(|iters| {
-            on_threads(threads, iters, |_| {
-                black_box(ours_call(&breaker, false));
+        group.bench_function(BenchmarkId::new("perf-breaker", row), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |_| {
+                    black_box(ours_call(&breaker, false));
+                })
             })
-        })
-    });
+        });
+    }
 
     let failsafe = failsafe(5);
     if open {
@@ -230,20 +268,24 @@ fn bench_state(c: &mut Criterion, open: bool, threads: usize) {
         })
     });
 
+    let runtime = layer_runtime(threads);
     let layered = ours_layered(open);
     group.bench_function(BenchmarkId::new("perf-breaker", "tower_layer"), |b| {
-        b.iter_custom(|iters| service_calls(threads, iters, layered.clone()))
+        b.iter_custom(|iters| service_calls(&runtime, threads, iters, &layered))
     });
 
     let layered = tower_resilience_layered(open);
     group.bench_function(BenchmarkId::new("tower-resilience", "tower_layer"), |b| {
-        b.iter_custom(|iters| service_calls(threads, iters, layered.clone()))
+        b.iter_custom(|iters| service_calls(&runtime, threads, iters, &layered))
     });
 
     group.finish();
 }
 
 fn breakers(c: &mut Criterion) {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the bench installs the only recorder");
     for threads in [1, 2] {
         bench_state(c, false, threads);
         bench_state(c, true, threads);

@@ -15,6 +15,8 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -80,9 +82,15 @@ fn hits_in_process(c: &mut Criterion) {
     group.finish();
 }
 
-fn json_origin()
--> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone
+/// The origin: a 2 KB JSON answer; `calls` counts how often it is really asked.
+fn json_origin(
+    calls: Arc<AtomicU64>,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
 + Send
 + 'static {
     let body = Bytes::from(format!(
@@ -91,6 +99,7 @@ fn json_origin()
     ));
     service_fn(move |_: Request<Full<Bytes>>| {
         let body = body.clone();
+        calls.fetch_add(1, Relaxed);
         async move {
             Ok::<_, Infallible>(
                 Response::builder()
@@ -137,6 +146,29 @@ where
     })
 }
 
+/// Warms the cache with one request, then checks that a hundred more never reach the
+/// origin: a row that timed misses would compare nothing.
+fn assert_hits<S, B>(
+    runtime: &tokio::runtime::Runtime,
+    service: &mut S,
+    calls: &AtomicU64,
+    name: &str,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    calls.store(0, Relaxed);
+    hits(runtime, service, 1);
+    hits(runtime, service, 100);
+    assert_eq!(
+        calls.load(Relaxed),
+        1,
+        "{name}: every request after the first is a hit"
+    );
+}
+
 fn response_hits(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -145,10 +177,11 @@ fn response_hits(c: &mut Criterion) {
     let mut group = c.benchmark_group("response_cache/hit");
     group.throughput(Throughput::Elements(1));
 
+    let calls = Arc::new(AtomicU64::new(0));
     let mut ours = ResponseCacheLayer::new(ResponseCacheConfig::default())
         .expect("valid config")
-        .layer(json_origin());
-    hits(&runtime, &mut ours, 1);
+        .layer(json_origin(Arc::clone(&calls)));
+    assert_hits(&runtime, &mut ours, &calls, "perf-cache");
     group.bench_function("perf-cache", |b| {
         b.iter_custom(|iters| hits(&runtime, &mut ours, iters))
     });
@@ -159,9 +192,9 @@ fn response_hits(c: &mut Criterion) {
         )
         .ttl(Duration::from_secs(300))
         .build()
-        .layer(json_origin())
+        .layer(json_origin(Arc::clone(&calls)))
     });
-    hits(&runtime, &mut theirs, 1);
+    assert_hits(&runtime, &mut theirs, &calls, "tower-http-cache");
     group.bench_function("tower-http-cache", |b| {
         b.iter_custom(|iters| hits(&runtime, &mut theirs, iters))
     });

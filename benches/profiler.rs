@@ -7,7 +7,8 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use perf_profiler::collect::LatencyRecorder;
@@ -27,6 +28,26 @@ fn overhead(c: &mut Criterion) {
     // What `LatencyLayer` does per request: start a timer, finish it.
     group.bench_function("request_timer", |b| {
         b.iter(|| recorder.start().finish(false))
+    });
+    // Two threads timing requests into one recorder at once, the time per request as each
+    // thread sees it: the stripes keep them off each other's lock.
+    group.bench_function("request_timer/2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start_line = Barrier::new(3);
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        start_line.wait();
+                        for _ in 0..iters {
+                            recorder.start().finish(false);
+                        }
+                    });
+                }
+                start_line.wait();
+                Instant::now()
+            })
+            .elapsed()
+        })
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use perf_breaker::{CircuitBreaker, HttpCircuitBreakerLayer, KeyedCircuitBreaker};
+use perf_breaker::{CircuitBreaker, HttpBreakerLayer, KeyedCircuitBreaker};
 use tower::ServiceExt;
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .route("/healthy", get(|| async { "ok" }))
-        .layer(HttpCircuitBreakerLayer::keyed(
+        .layer(HttpBreakerLayer::keyed(
             breakers.clone(),
             |request: &Request<Body>| request.uri().path().to_owned(),
         ));

@@ -2,7 +2,7 @@
 //!
 //! A local upstream (a plain hyper server on 127.0.0.1, port chosen by the OS) answers 503
 //! to its first three requests, then recovers. The client is a `hyper_util` legacy client
-//! wrapped in `CircuitBreakerLayer` with a classifier that counts 5xx responses as failures.
+//! wrapped in `BreakerLayer` with a classifier that counts 5xx responses as failures.
 //! After two failures the breaker opens and calls fail fast with `CircuitOpen`, without a
 //! request on the wire. The first probe still meets the failing upstream and reopens the
 //! circuit for a longer (backed-off) period; the next probe succeeds and closes it.
@@ -20,7 +20,7 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use perf_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, HttpClassifier};
+use perf_breaker::{BreakerLayer, CircuitBreaker, CircuitOpen, HttpClassifier};
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .build()?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut upstream = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(upstream_failed))
+        .layer(BreakerLayer::new(breaker.clone()).classifier(upstream_failed))
         .service(client);
 
     let mut attempts = 0;

@@ -27,11 +27,11 @@ pub use classify::{Classify, ErrorsFail};
 pub use config::{Config, FailureRate, SlidingWindow};
 pub use error::{BuildError, CallError, CircuitOpen};
 #[cfg(feature = "http")]
-pub use http::{HttpCircuitBreaker, HttpCircuitBreakerLayer, HttpClassifier, RespondUnavailable};
+pub use http::{HttpBreaker, HttpBreakerLayer, HttpClassifier, RespondUnavailable};
 pub use keyed::{KeyedBuilder, KeyedCircuitBreaker};
 pub use permit::{OwnedPermit, Permit};
 pub use select::{ByKey, SelectBreaker};
-pub use service::{Answer, BoxError, CircuitBreakerLayer, CircuitBreakerService, RejectWithError};
+pub use service::{Answer, BoxError, Breaker, BreakerLayer, RejectWithError};
 pub use state::State;
 pub use stats::Stats;
 pub use transition::{Reason, Transition};

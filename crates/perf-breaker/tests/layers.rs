@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use perf_breaker::{
-    Answer, BoxError, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, HttpCircuitBreakerLayer,
-    HttpClassifier, KeyedCircuitBreaker, State,
+    Answer, BoxError, BreakerLayer, CircuitBreaker, CircuitOpen, HttpBreakerLayer, HttpClassifier,
+    KeyedCircuitBreaker, State,
 };
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -55,7 +55,7 @@ async fn generic_layer_rejects_with_a_downcastable_error_and_skips_the_inner_ser
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
     let mut service = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(breaker(2)))
+        .layer(BreakerLayer::new(breaker(2)))
         .service(service_fn(move |fail: bool| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { if fail { Err("down") } else { Ok("up") } }
@@ -83,7 +83,7 @@ async fn generic_layer_rejects_with_a_downcastable_error_and_skips_the_inner_ser
 async fn generic_layer_takes_a_classifier() {
     let breaker = breaker(1);
     let mut service = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(breaker.clone()).classifier(
+        .layer(BreakerLayer::new(breaker.clone()).classifier(
             |result: &Result<u32, Infallible>| matches!(result, Ok(code) if *code >= 500),
         ))
         .service(service_fn(
@@ -99,7 +99,7 @@ async fn generic_layer_takes_a_classifier() {
 async fn a_dropped_response_future_cancels_the_probe() {
     let breaker = breaker(1);
     let mut service = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .layer(BreakerLayer::new(breaker.clone()))
         .service(service_fn(|hang: bool| async move {
             if hang {
                 std::future::pending::<()>().await;
@@ -127,7 +127,7 @@ async fn http_layer_answers_503_with_retry_after() {
     let calls = Arc::new(AtomicUsize::new(0));
     let breaker = breaker(2);
     let mut service = ServiceBuilder::new()
-        .layer(HttpCircuitBreakerLayer::new(breaker.clone()))
+        .layer(HttpBreakerLayer::new(breaker.clone()))
         .service(status_echo(Arc::clone(&calls)));
 
     for _ in 0..2 {
@@ -146,7 +146,7 @@ async fn http_layer_answers_503_with_retry_after() {
 async fn http_layer_does_not_count_client_errors() {
     let breaker = breaker(2);
     let mut service = ServiceBuilder::new()
-        .layer(HttpCircuitBreakerLayer::new(breaker.clone()))
+        .layer(HttpBreakerLayer::new(breaker.clone()))
         .service(status_echo(Arc::default()));
     for path in ["/404", "/400", "/429", "/401", "/404"] {
         send(&mut service, get(path)).await.unwrap();
@@ -163,7 +163,7 @@ async fn http_layer_does_not_count_client_errors() {
 async fn http_layer_counts_inner_errors_and_inner_timeouts() {
     let breaker = breaker(2);
     let mut service = ServiceBuilder::new()
-        .layer(HttpCircuitBreakerLayer::new(breaker.clone()))
+        .layer(HttpBreakerLayer::new(breaker.clone()))
         .timeout(Duration::from_secs(1))
         .service(service_fn(|_: Request<()>| async {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -193,7 +193,7 @@ async fn keyed_http_layer_isolates_hosts() {
             .to_owned()
     };
     let mut service = ServiceBuilder::new()
-        .layer(HttpCircuitBreakerLayer::keyed(breakers.clone(), host))
+        .layer(HttpBreakerLayer::keyed(breakers.clone(), host))
         .service(status_echo(Arc::default()));
     let to = |host: &str, path: &str| Request::get(path).header("host", host).body(()).unwrap();
 
@@ -217,7 +217,7 @@ async fn generic_keyed_layer_isolates_keys() {
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::keyed(
+        .layer(BreakerLayer::keyed(
             breakers.clone(),
             |(tenant, _): &(u32, bool)| *tenant,
         ))
@@ -263,7 +263,7 @@ impl<E> Answer<Response<String>, E> for JsonUnavailable {
 async fn a_custom_answer_shapes_the_rejection() {
     let mut service = ServiceBuilder::new()
         .layer(
-            CircuitBreakerLayer::new(breaker(1))
+            BreakerLayer::new(breaker(1))
                 .classifier(HttpClassifier)
                 .answer(JsonUnavailable),
         )

@@ -113,7 +113,7 @@ async fn alive_tasks_follow_the_tasks_spawned_and_finished() {
 
 #[tokio::test(start_paused = true)]
 async fn latency_percentiles_throughput_and_errors_come_from_the_samples() {
-    let recorder = LatencyRecorder::new(Duration::from_secs(60));
+    let recorder = LatencyRecorder::with_tokio_clock(Duration::from_secs(60));
     for i in 0..100 {
         let latency = if i < 90 { 10 } else { 200 };
         recorder.record(Duration::from_millis(latency), i % 25 == 0);
@@ -440,4 +440,27 @@ async fn the_layer_counts_server_errors_and_inner_errors_as_failures() {
         "the 5xx and the error; not the 404"
     );
     assert_eq!(snapshot.get(names::ACTIVE_REQUESTS), Some(0.0));
+}
+
+#[test]
+fn records_from_several_threads_add_up() {
+    let recorder = LatencyRecorder::new(Duration::from_secs(3600));
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let recorder = recorder.clone();
+            scope.spawn(move || {
+                for i in 0..1000u64 {
+                    let timer = recorder.start();
+                    drop(timer);
+                    recorder.record(Duration::from_millis(1 + thread), i % 100 == 0);
+                }
+            });
+        }
+    });
+    let mut snapshot = Snapshot::at(START);
+    recorder.collect(&mut snapshot);
+    assert_eq!(snapshot.get(names::ERROR_RATE), Some(0.01), "40 of 4000");
+    assert_eq!(snapshot.get(names::ACTIVE_REQUESTS), Some(0.0));
+    let p99 = snapshot.get(names::LATENCY_P99_MS).unwrap();
+    assert!((p99 - 4.0).abs() < 0.01, "{p99}");
 }

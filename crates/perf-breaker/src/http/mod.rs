@@ -8,19 +8,19 @@
 //! response body type's [`Default`]. The error type is the inner service's, unchanged, so no
 //! `HandleErrorLayer` is needed. For another rejection response (a JSON error body, say),
 //! implement [`Answer`](crate::service::Answer) and set it with
-//! [`CircuitBreakerLayer::answer`](crate::CircuitBreakerLayer::answer).
+//! [`BreakerLayer::answer`](crate::BreakerLayer::answer).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode};
-//! use perf_breaker::{CircuitBreaker, HttpCircuitBreakerLayer};
+//! use perf_breaker::{CircuitBreaker, HttpBreakerLayer};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let breaker = CircuitBreaker::builder().failure_threshold(1).build()?;
 //! let mut service = ServiceBuilder::new()
-//!     .layer(HttpCircuitBreakerLayer::new(breaker))
+//!     .layer(HttpBreakerLayer::new(breaker))
 //!     .service(service_fn(|_req: Request<()>| async {
 //!         Ok::<_, Infallible>(Response::builder().status(502).body(String::new()).unwrap())
 //!     }));
@@ -40,16 +40,16 @@ mod layer;
 
 pub use answer::RespondUnavailable;
 pub use classify::HttpClassifier;
-pub use layer::HttpCircuitBreakerLayer;
+pub use layer::HttpBreakerLayer;
 
 use crate::breaker::CircuitBreaker;
-use crate::service::CircuitBreakerService;
+use crate::service::Breaker;
 
 /// An HTTP service guarded by a circuit breaker: the generic service with
-/// [`RespondUnavailable`]; built by [`HttpCircuitBreakerLayer`].
-pub type HttpCircuitBreaker<S, B = CircuitBreaker, C = HttpClassifier> =
-    CircuitBreakerService<S, B, C, RespondUnavailable>;
+/// [`RespondUnavailable`]; built by [`HttpBreakerLayer`].
+pub type HttpBreaker<S, B = CircuitBreaker, C = HttpClassifier> =
+    Breaker<S, B, C, RespondUnavailable>;
 
-/// Response future of [`HttpCircuitBreaker`].
+/// Response future of [`HttpBreaker`].
 pub type ResponseFuture<F, C = HttpClassifier> =
     crate::service::ResponseFuture<F, C, RespondUnavailable>;

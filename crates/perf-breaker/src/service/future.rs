@@ -11,7 +11,7 @@ use crate::error::CircuitOpen;
 use crate::permit::OwnedPermit;
 
 pin_project! {
-    /// Response future of [`CircuitBreakerService`](super::CircuitBreakerService).
+    /// Response future of [`Breaker`](super::Breaker).
     ///
     /// For an admitted call it runs the inner future and records the classified outcome when
     /// it completes; if the future is dropped first, the permit's drop counts the call as

@@ -4,18 +4,18 @@
 //! A rejected call returns a boxed [`CircuitOpen`](crate::CircuitOpen) without reaching the
 //! inner service; find it with `downcast_ref`. Results are classified by
 //! [`ErrorsFail`](crate::ErrorsFail) unless another [`Classify`](crate::Classify) is set with
-//! [`CircuitBreakerLayer::classifier`]. How outcomes become results is an [`Answer`]: the
+//! [`BreakerLayer::classifier`]. How outcomes become results is an [`Answer`]: the
 //! HTTP layer is this same layer with another answer.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), perf_breaker::BoxError> {
-//! use perf_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
+//! use perf_breaker::{CircuitBreaker, BreakerLayer, CircuitOpen};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! let breaker = CircuitBreaker::builder().failure_threshold(2).build()?;
 //! let mut service = ServiceBuilder::new()
-//!     .layer(CircuitBreakerLayer::new(breaker.clone()))
+//!     .layer(BreakerLayer::new(breaker.clone()))
 //!     .service(service_fn(|fail: bool| async move {
 //!         if fail { Err("upstream failed") } else { Ok("fine") }
 //!     }));
@@ -38,8 +38,8 @@ mod service;
 
 pub use answer::{Answer, RejectWithError};
 pub use future::ResponseFuture;
-pub use layer::CircuitBreakerLayer;
-pub use service::CircuitBreakerService;
+pub use layer::BreakerLayer;
+pub use service::Breaker;
 
 /// The error type of the generic layer.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -2,35 +2,35 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::{Answer, CircuitBreakerLayer, RejectWithError, ResponseFuture};
+use super::{Answer, BreakerLayer, RejectWithError, ResponseFuture};
 use crate::breaker::CircuitBreaker;
 use crate::classify::{Classify, ErrorsFail};
 use crate::select::SelectBreaker;
 
-/// A service guarded by a circuit breaker; built by [`CircuitBreakerLayer`].
+/// A service guarded by a circuit breaker; built by [`BreakerLayer`].
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerService<S, B = CircuitBreaker, C = ErrorsFail, A = RejectWithError> {
+pub struct Breaker<S, B = CircuitBreaker, C = ErrorsFail, A = RejectWithError> {
     inner: S,
     breakers: B,
     classify: C,
     answer: A,
 }
 
-impl<S> CircuitBreakerService<S> {
+impl<S> Breaker<S> {
     /// Guards `inner` with `breaker`.
     pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
-        CircuitBreakerService::with_parts(inner, breaker, ErrorsFail, RejectWithError)
+        Breaker::with_parts(inner, breaker, ErrorsFail, RejectWithError)
     }
 
     /// A layer that guards services with `breaker`.
-    pub fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::new(breaker)
+    pub fn layer(breaker: CircuitBreaker) -> BreakerLayer {
+        BreakerLayer::new(breaker)
     }
 }
 
-impl<S, B, C, A> CircuitBreakerService<S, B, C, A> {
+impl<S, B, C, A> Breaker<S, B, C, A> {
     pub(crate) fn with_parts(inner: S, breakers: B, classify: C, answer: A) -> Self {
-        CircuitBreakerService {
+        Breaker {
             inner,
             breakers,
             classify,
@@ -54,7 +54,7 @@ impl<S, B, C, A> CircuitBreakerService<S, B, C, A> {
     }
 }
 
-impl<S, B, C, A, Request> Service<Request> for CircuitBreakerService<S, B, C, A>
+impl<S, B, C, A, Request> Service<Request> for Breaker<S, B, C, A>
 where
     S: Service<Request>,
     B: SelectBreaker<Request>,

@@ -3,14 +3,22 @@
 //! Two windows are kept: the current one and the one before. Figures are computed over both
 //! (the last full window and the part of the current one so far), so they neither jump to
 //! zero when a window turns over nor remember traffic from long ago.
+//!
+//! Recording is striped by thread: each thread records into a stripe of its own (as many as
+//! cores, at most eight), so two threads never wait on one lock, and a record is one
+//! uncontended lock and a histogram increment. Windows are numbered from the recorder's
+//! start, so every stripe turns over at the same instants and a reading merges them. Time
+//! comes from perf-core's `FastClock`, or tokio's clock for paused-clock tests
+//! ([`LatencyRecorder::with_tokio_clock`]).
 
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use perf_core::clock::{AnyClock, Clock, FastClock, TokioClock};
+use perf_core::per_thread::thread_number;
 use perf_core::sync::lock;
-use tokio::time::Instant;
 
 use crate::snapshot::{Snapshot, names};
 
@@ -23,16 +31,28 @@ pub struct LatencyRecorder {
     shared: Arc<Shared>,
 }
 
-/// One allocation for both, so a [`RequestTimer`] clones one `Arc`.
+/// One allocation for everything, so a [`RequestTimer`] clones one `Arc`.
 #[derive(Debug)]
 struct Shared {
+    stripes: Box<[Stripe]>,
+    /// The length of a window, in nanoseconds.
+    span: u64,
+    clock: AnyClock,
+}
+
+/// One thread's share: its windows and its count of requests in progress (a request that
+/// starts on one thread and ends on another leaves +1 here and -1 there; the sum is right).
+#[derive(Debug)]
+#[repr(align(64))]
+struct Stripe {
     windows: Mutex<Windows>,
     active: AtomicI64,
 }
 
 #[derive(Debug)]
 struct Windows {
-    span: Duration,
+    /// The number of the current window: nanoseconds since the start over the span.
+    number: u64,
     current: Window,
     previous: Window,
 }
@@ -41,34 +61,73 @@ struct Windows {
 struct Window {
     histogram: Histogram<u64>,
     errors: u64,
-    started: Instant,
-    /// How long the window ran; for the current one, until now.
-    length: Duration,
 }
 
 impl Window {
-    fn new(started: Instant) -> Self {
+    fn new() -> Self {
         Window {
             histogram: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds"),
             errors: 0,
-            started,
-            length: Duration::ZERO,
         }
     }
+}
+
+impl Windows {
+    /// Turns the windows over to window `number`; after a long silence both are emptied.
+    fn rotate(&mut self, number: u64) {
+        if number == self.number {
+            return;
+        }
+        if number == self.number + 1 {
+            self.previous = std::mem::replace(&mut self.current, Window::new());
+        } else {
+            self.previous = Window::new();
+            self.current = Window::new();
+        }
+        self.number = number;
+    }
+}
+
+/// Stripes: the machine's parallelism as a power of two, at most 8 (each stripe holds two
+/// histograms of about 190 KB).
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 8)
+            .next_power_of_two()
+    })
 }
 
 impl LatencyRecorder {
     /// A recorder whose windows last `window` (60 s is a good default).
     pub fn new(window: Duration) -> Self {
-        let now = Instant::now();
+        Self::with_clock(window, AnyClock::Fast(FastClock::new()))
+    }
+
+    /// The same recorder on tokio's clock, so tests can pause and advance it.
+    pub fn with_tokio_clock(window: Duration) -> Self {
+        Self::with_clock(window, AnyClock::Tokio(TokioClock::new()))
+    }
+
+    fn with_clock(window: Duration, clock: AnyClock) -> Self {
+        let span =
+            u64::try_from(window.max(Duration::from_millis(1)).as_nanos()).unwrap_or(u64::MAX);
         LatencyRecorder {
             shared: Arc::new(Shared {
-                windows: Mutex::new(Windows {
-                    span: window.max(Duration::from_millis(1)),
-                    current: Window::new(now),
-                    previous: Window::new(now),
-                }),
-                active: AtomicI64::new(0),
+                stripes: (0..stripe_count())
+                    .map(|_| Stripe {
+                        windows: Mutex::new(Windows {
+                            number: 0,
+                            current: Window::new(),
+                            previous: Window::new(),
+                        }),
+                        active: AtomicI64::new(0),
+                    })
+                    .collect(),
+                span,
+                clock,
             }),
         }
     }
@@ -76,80 +135,78 @@ impl LatencyRecorder {
     /// Records one finished request.
     #[inline]
     pub fn record(&self, latency: Duration, failed: bool) {
-        self.record_at(latency, failed, Instant::now());
+        self.record_at(latency, failed, self.shared.clock.now_nanos());
     }
 
-    /// Records one request that finished at `now`.
-    fn record_at(&self, latency: Duration, failed: bool, now: Instant) {
+    /// Records one request that finished at `now` (nanoseconds on the recorder's clock).
+    fn record_at(&self, latency: Duration, failed: bool, now: u64) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_MICROS);
-        let mut windows = self.lock();
-        windows.rotate(now);
+        let mut windows = self.my_windows();
+        windows.rotate(now / self.shared.span);
         windows.current.histogram.saturating_record(micros);
         windows.current.errors += u64::from(failed);
     }
 
+    fn my_stripe(&self) -> &Stripe {
+        let stripes = &self.shared.stripes;
+        &stripes[thread_number() & (stripes.len() - 1)]
+    }
+
+    fn my_windows(&self) -> MutexGuard<'_, Windows> {
+        lock(&self.my_stripe().windows)
+    }
+
     /// Starts timing a request; it counts as active until the timer finishes or drops.
     pub fn start(&self) -> RequestTimer {
-        self.shared.active.fetch_add(1, Relaxed);
+        self.my_stripe().active.fetch_add(1, Relaxed);
         RequestTimer {
             recorder: self.clone(),
-            started: Instant::now(),
+            started: self.shared.clock.now_nanos(),
         }
     }
 
     /// Adds latency percentiles, throughput, error rate and active requests to `snapshot`.
     pub fn collect(&self, snapshot: &mut Snapshot) {
-        snapshot.set(
-            names::ACTIVE_REQUESTS,
-            self.shared.active.load(Relaxed).max(0) as f64,
-        );
-        let mut windows = self.lock();
-        let now = Instant::now();
-        windows.rotate(now);
-        let mut merged = windows.previous.histogram.clone();
-        merged
-            .add(&windows.current.histogram)
-            .expect("histograms share bounds");
-        let elapsed =
-            windows.previous.length + now.saturating_duration_since(windows.current.started);
+        let shared = &*self.shared;
+        let active: i64 = shared
+            .stripes
+            .iter()
+            .map(|stripe| stripe.active.load(Relaxed))
+            .sum();
+        snapshot.set(names::ACTIVE_REQUESTS, active.max(0) as f64);
+        let now = shared.clock.now_nanos();
+        let number = now / shared.span;
+        let mut merged = Window::new().histogram;
+        let mut errors = 0;
+        for stripe in shared.stripes.iter() {
+            let mut windows = lock(&stripe.windows);
+            windows.rotate(number);
+            for window in [&windows.previous, &windows.current] {
+                merged
+                    .add(&window.histogram)
+                    .expect("histograms share bounds");
+                errors += window.errors;
+            }
+        }
+        // The previous window ran in full (unless this is the first); the current one since
+        // its start.
+        let elapsed = now - number.saturating_sub(1) * shared.span;
         let count = merged.len();
         if count > 0 {
             let ms = |quantile: f64| merged.value_at_quantile(quantile) as f64 / 1000.0;
             snapshot.set(names::LATENCY_P50_MS, ms(0.50));
             snapshot.set(names::LATENCY_P95_MS, ms(0.95));
             snapshot.set(names::LATENCY_P99_MS, ms(0.99));
-            let errors = windows.previous.errors + windows.current.errors;
             snapshot.set(names::ERROR_RATE, errors as f64 / count as f64);
         }
-        if !elapsed.is_zero() {
-            snapshot.set(names::THROUGHPUT_RPS, count as f64 / elapsed.as_secs_f64());
+        if elapsed > 0 {
+            snapshot.set(
+                names::THROUGHPUT_RPS,
+                count as f64 / Duration::from_nanos(elapsed).as_secs_f64(),
+            );
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
-        lock(&self.shared.windows)
-    }
-}
-
-impl Windows {
-    /// Turns the windows over if the current one is done; after a long silence both are
-    /// emptied.
-    fn rotate(&mut self, now: Instant) {
-        let age = now.saturating_duration_since(self.current.started);
-        if age < self.span {
-            return;
-        }
-        if age >= self.span * 2 {
-            self.previous = Window::new(now);
-            self.current = Window::new(now);
-            return;
-        }
-        let started = self.current.started + self.span;
-        let mut finished = std::mem::replace(&mut self.current, Window::new(started));
-        finished.length = self.span;
-        self.previous = finished;
     }
 }
 
@@ -158,16 +215,20 @@ impl Windows {
 #[must_use = "the request is timed until finish() or drop"]
 pub struct RequestTimer {
     recorder: LatencyRecorder,
-    started: Instant,
+    /// Nanoseconds on the recorder's clock.
+    started: u64,
 }
 
 impl RequestTimer {
     /// Records the request as finished, failed or not.
     pub fn finish(self, failed: bool) {
         // One clock read serves as the end of the request and as the time of the record.
-        let now = Instant::now();
-        self.recorder
-            .record_at(now.saturating_duration_since(self.started), failed, now);
+        let now = self.recorder.shared.clock.now_nanos();
+        self.recorder.record_at(
+            Duration::from_nanos(now.saturating_sub(self.started)),
+            failed,
+            now,
+        );
     }
 }
 
@@ -175,6 +236,6 @@ impl Drop for RequestTimer {
     fn drop(&mut self) {
         // Finished or cancelled, the request is no longer active; only `finish` records a
         // latency sample.
-        self.recorder.shared.active.fetch_sub(1, Relaxed);
+        self.recorder.my_stripe().active.fetch_sub(1, Relaxed);
     }
 }

@@ -51,10 +51,7 @@ impl<S> Layer<S> for LatencyLayer {
     type Service = Latency<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Latency {
-            inner,
-            recorder: self.recorder.clone(),
-        }
+        Latency::new(inner, self.recorder.clone())
     }
 }
 
@@ -69,6 +66,11 @@ impl<S> Latency<S> {
     /// Times `inner`'s requests into `recorder`.
     pub fn new(inner: S, recorder: LatencyRecorder) -> Self {
         Latency { inner, recorder }
+    }
+
+    /// A layer doing the same.
+    pub fn layer(recorder: LatencyRecorder) -> LatencyLayer {
+        LatencyLayer::new(recorder)
     }
 
     /// The inner service.
