@@ -14,10 +14,41 @@ use quick_cache::sync::Cache;
 use crate::breaker::CircuitBreaker;
 use crate::builder::Builder;
 use crate::clock;
+use crate::config::Config;
 use crate::error::BuildError;
 use crate::state::State;
 
 type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
+
+/// Settings of a [`KeyedCircuitBreaker`]: every key's breaker, and the bounds of the map.
+///
+/// | field | default |
+/// |---|---|
+/// | `breaker` | [`Config`]'s defaults, for every key |
+/// | `max_keys` | 10,000 breakers held at most |
+/// | `idle_timeout` | 10 min: a breaker unused this long (and not open) is dropped |
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct KeyedConfig {
+    /// The configuration every key's breaker is built from.
+    pub breaker: Config,
+    /// The most breakers held at once.
+    pub max_keys: usize,
+    /// A breaker unused this long (and not open) is dropped.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub idle_timeout: Duration,
+}
+
+impl Default for KeyedConfig {
+    fn default() -> Self {
+        KeyedConfig {
+            breaker: Config::default(),
+            max_keys: 10_000,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
 
 /// A breaker per key, created on first use from one template configuration.
 ///
@@ -67,14 +98,18 @@ impl<K> KeyedCircuitBreaker<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    /// A builder: 10,000 keys at most, idle after 10 minutes, default template.
+    /// Breakers per key with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyedBuilder::build`].
+    pub fn new(config: KeyedConfig) -> Result<Self, BuildError> {
+        KeyedBuilder::from_config(config).build()
+    }
+
+    /// A builder with the defaults of [`KeyedConfig`].
     pub fn builder() -> KeyedBuilder<K> {
-        KeyedBuilder {
-            template: Builder::new(),
-            max_keys: 10_000,
-            idle_timeout: Duration::from_secs(600),
-            key_label: None,
-        }
+        KeyedBuilder::from_config(KeyedConfig::default())
     }
 
     /// The breaker for `key`, created from the template if the key is new.
@@ -229,6 +264,16 @@ impl<K> KeyedBuilder<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: KeyedConfig) -> Self {
+        KeyedBuilder {
+            template: Builder::from_config(config.breaker),
+            max_keys: config.max_keys,
+            idle_timeout: config.idle_timeout,
+            key_label: None,
+        }
+    }
+
     /// The configuration (and listeners) every key's breaker is built from.
     pub fn template(mut self, template: Builder) -> Self {
         self.template = template;

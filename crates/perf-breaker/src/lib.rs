@@ -28,7 +28,7 @@ pub use config::{Config, FailureRate, SlidingWindow};
 pub use error::{BuildError, CallError, CircuitOpen};
 #[cfg(feature = "http")]
 pub use http::{HttpBreaker, HttpBreakerLayer, HttpClassifier, RespondUnavailable};
-pub use keyed::{KeyedBuilder, KeyedCircuitBreaker};
+pub use keyed::{KeyedBuilder, KeyedCircuitBreaker, KeyedConfig};
 pub use permit::{OwnedPermit, Permit};
 pub use select::{ByKey, SelectBreaker};
 pub use service::{Answer, BoxError, Breaker, BreakerLayer, RejectWithError};

@@ -29,6 +29,8 @@ use perf_core::sync::lock;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::BuildError;
+
 /// A warm-up function's error.
 pub type WarmupError = Box<dyn Error + Send + Sync>;
 
@@ -77,23 +79,52 @@ struct Inner {
     last: Mutex<Option<WarmupReport>>,
 }
 
+/// Settings of a [`CacheWarmer`].
+///
+/// | field | default |
+/// |---|---|
+/// | `interval` | 5 min between scheduled runs (the guide's `warmup_schedule`), at least 1 s |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct CacheWarmerConfig {
+    /// Time between the runs [`CacheWarmer::spawn`] schedules.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub interval: Duration,
+}
+
+impl Default for CacheWarmerConfig {
+    fn default() -> Self {
+        CacheWarmerConfig {
+            interval: Duration::from_secs(300),
+        }
+    }
+}
+
 impl Default for CacheWarmer {
     /// Every five minutes, as the guide's `warmup_schedule`.
     fn default() -> Self {
-        CacheWarmer::new(Duration::from_secs(300))
+        CacheWarmer::new(CacheWarmerConfig::default()).expect("the defaults are valid")
     }
 }
 
 impl CacheWarmer {
-    /// A warmer that [`spawn`](Self::spawn) runs every `interval` (at least one second).
-    pub fn new(interval: Duration) -> Self {
-        CacheWarmer {
+    /// A warmer with `config` and no functions yet.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for an interval under a second.
+    pub fn new(config: CacheWarmerConfig) -> Result<Self, BuildError> {
+        if config.interval < Duration::from_secs(1) {
+            return Err(BuildError::new("interval", "must be at least 1s"));
+        }
+        Ok(CacheWarmer {
             inner: Arc::new(Inner {
-                interval: interval.max(Duration::from_secs(1)),
+                interval: config.interval,
                 tasks: Mutex::new(Vec::new()),
                 last: Mutex::new(None),
             }),
-        }
+        })
     }
 
     /// Adds a warm-up function; it returns how many entries it warmed.

@@ -4,12 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use perf_cache::warmer::CacheWarmer;
+use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig};
 use tokio::time::{advance, sleep};
 
 #[tokio::test(start_paused = true)]
 async fn runs_now_and_on_every_interval_until_dropped() {
-    let warmer = CacheWarmer::new(Duration::from_secs(300));
+    let warmer = CacheWarmer::new(CacheWarmerConfig {
+        interval: Duration::from_secs(300),
+    })
+    .unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&runs);
     warmer.register("sessions", move || {

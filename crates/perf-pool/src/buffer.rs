@@ -120,7 +120,59 @@ impl Default for BufferPool {
     }
 }
 
+/// Builds a [`BufferPool`].
+#[derive(Debug, Clone)]
+#[must_use = "builder does nothing itself, call build()"]
+pub struct BufferPoolBuilder {
+    config: BufferPoolConfig,
+}
+
+impl BufferPoolBuilder {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: BufferPoolConfig) -> Self {
+        BufferPoolBuilder { config }
+    }
+
+    /// See [`BufferPoolConfig::classes`].
+    pub fn classes(mut self, classes: impl Into<Vec<usize>>) -> Self {
+        self.config.classes = classes.into();
+        self
+    }
+
+    /// See [`BufferPoolConfig::max_retained_bytes`].
+    pub fn max_retained_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_retained_bytes = bytes;
+        self
+    }
+
+    /// See [`BufferPoolConfig::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// See [`BufferPoolConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// As [`BufferPool::new`].
+    pub fn build(self) -> Result<BufferPool, BuildError> {
+        BufferPool::new(self.config)
+    }
+}
+
 impl BufferPool {
+    /// A builder starting from the defaults of [`BufferPoolConfig`].
+    pub fn builder() -> BufferPoolBuilder {
+        BufferPoolBuilder::from_config(BufferPoolConfig::default())
+    }
+
     /// A pool with `config`.
     ///
     /// # Errors

@@ -27,6 +27,39 @@ use object_pool::{Pool, ReusableOwned};
 use crate::BuildError;
 use crate::stats::{Counters, PoolStats, PoolTelemetry};
 
+/// Settings of an [`ObjectPool`]; the functions that make and reset objects are given to
+/// its builder.
+///
+/// | field | default |
+/// |---|---|
+/// | `max_idle` | 1024 idle objects kept; more are dropped on return |
+/// | `prefill` | 0 objects made up front |
+/// | `name`, `metrics_prefix` | `objects`, `pool`: the `pool` label and prefix of the metrics |
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct ObjectPoolConfig {
+    /// Idle objects kept at most.
+    pub max_idle: usize,
+    /// Objects made up front.
+    pub prefill: usize,
+    /// The `pool` label on the metrics.
+    pub name: String,
+    /// Prefix of the metrics.
+    pub metrics_prefix: String,
+}
+
+impl Default for ObjectPoolConfig {
+    fn default() -> Self {
+        ObjectPoolConfig {
+            max_idle: 1024,
+            prefill: 0,
+            name: "objects".to_owned(),
+            metrics_prefix: "pool".to_owned(),
+        }
+    }
+}
+
 type Init<T> = Arc<dyn Fn() -> T + Send + Sync>;
 type Reset<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
 
@@ -58,14 +91,7 @@ impl<T: Send + 'static> ObjectPool<T> {
     where
         F: Fn() -> T + Send + Sync + 'static,
     {
-        ObjectPoolBuilder {
-            init: Arc::new(init),
-            reset: None,
-            max_idle: 1024,
-            prefill: 0,
-            name: "objects".to_owned(),
-            metrics_prefix: "pool".to_owned(),
-        }
+        ObjectPoolBuilder::from_config(init, ObjectPoolConfig::default())
     }
 
     /// An object, reused if one is idle.
@@ -174,22 +200,31 @@ impl<T: fmt::Debug> fmt::Debug for Pooled<T> {
 pub struct ObjectPoolBuilder<T> {
     init: Init<T>,
     reset: Option<Reset<T>>,
-    max_idle: usize,
-    prefill: usize,
-    name: String,
-    metrics_prefix: String,
+    config: ObjectPoolConfig,
 }
 
 impl<T: Send + 'static> ObjectPoolBuilder<T> {
-    /// The `pool` label on the metrics (default `objects`).
+    /// A builder for a pool whose new objects come from `init`, starting from `config`.
+    pub fn from_config<F>(init: F, config: ObjectPoolConfig) -> Self
+    where
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        ObjectPoolBuilder {
+            init: Arc::new(init),
+            reset: None,
+            config,
+        }
+    }
+
+    /// See [`ObjectPoolConfig::name`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.config.name = name.into();
         self
     }
 
-    /// Prefix of the metrics (default `pool`).
+    /// See [`ObjectPoolConfig::metrics_prefix`].
     pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.metrics_prefix = prefix.into();
+        self.config.metrics_prefix = prefix.into();
         self
     }
 
@@ -202,15 +237,15 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
         self
     }
 
-    /// Keeps at most `max_idle` idle objects (default 1024); more are dropped on return.
+    /// See [`ObjectPoolConfig::max_idle`].
     pub fn max_idle(mut self, max_idle: usize) -> Self {
-        self.max_idle = max_idle;
+        self.config.max_idle = max_idle;
         self
     }
 
-    /// Creates `count` objects up front.
+    /// See [`ObjectPoolConfig::prefill`].
     pub fn prefill(mut self, count: usize) -> Self {
-        self.prefill = count;
+        self.config.prefill = count;
         self
     }
 
@@ -221,17 +256,18 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
     /// A [`BuildError`] when `prefill` exceeds `max_idle`, or for an invalid metrics
     /// prefix.
     pub fn build(self) -> Result<ObjectPool<T>, BuildError> {
-        if self.prefill > self.max_idle {
+        let config = self.config;
+        if config.prefill > config.max_idle {
             return Err(BuildError::new("prefill", "must not exceed max_idle"));
         }
-        let telemetry = PoolTelemetry::new(&self.metrics_prefix, &self.name)?;
+        let telemetry = PoolTelemetry::new(&config.metrics_prefix, &config.name)?;
         let init = Arc::clone(&self.init);
         Ok(ObjectPool {
             inner: Arc::new(Inner {
-                pool: Arc::new(Pool::new(self.prefill, move || init())),
+                pool: Arc::new(Pool::new(config.prefill, move || init())),
                 init: self.init,
                 reset: self.reset,
-                max_idle: self.max_idle,
+                max_idle: config.max_idle,
                 counters: Counters::default(),
                 telemetry,
             }),
@@ -242,8 +278,7 @@ impl<T: Send + 'static> ObjectPoolBuilder<T> {
 impl<T> fmt::Debug for ObjectPoolBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectPoolBuilder")
-            .field("max_idle", &self.max_idle)
-            .field("prefill", &self.prefill)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }

@@ -335,7 +335,71 @@ struct Inner {
     telemetry: Telemetry,
 }
 
+/// Builds a [`TaskPool`].
+#[derive(Debug, Clone)]
+#[must_use = "builder does nothing itself, call build()"]
+pub struct TaskPoolBuilder {
+    config: TaskPoolConfig,
+}
+
+impl TaskPoolBuilder {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: TaskPoolConfig) -> Self {
+        TaskPoolBuilder { config }
+    }
+
+    /// See [`TaskPoolConfig::max_concurrent`].
+    pub fn max_concurrent(mut self, tasks: usize) -> Self {
+        self.config.max_concurrent = tasks;
+        self
+    }
+
+    /// See [`TaskPoolConfig::queue_size`].
+    pub fn queue_size(mut self, tasks: usize) -> Self {
+        self.config.queue_size = tasks;
+        self
+    }
+
+    /// See [`TaskPoolConfig::queue_timeout`].
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.config.queue_timeout = timeout;
+        self
+    }
+
+    /// Runs at most `limit` tasks of `kind` at once (see [`TaskPoolConfig::kind_limits`]).
+    pub fn kind_limit(mut self, kind: impl Into<String>, limit: usize) -> Self {
+        self.config.kind_limits.insert(kind.into(), limit);
+        self
+    }
+
+    /// See [`TaskPoolConfig::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// See [`TaskPoolConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// As [`TaskPool::new`].
+    pub fn build(self) -> Result<TaskPool, BuildError> {
+        TaskPool::new(self.config)
+    }
+}
+
 impl TaskPool {
+    /// A builder starting from the defaults of [`TaskPoolConfig`].
+    pub fn builder() -> TaskPoolBuilder {
+        TaskPoolBuilder::from_config(TaskPoolConfig::default())
+    }
+
     /// A pool with `config`.
     ///
     /// # Errors

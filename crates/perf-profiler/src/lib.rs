@@ -12,4 +12,4 @@ pub mod snapshot;
 pub mod trends;
 
 pub use perf_core::BuildError;
-pub use profiler::{Profiler, ProfilerConfig, SamplerHandle};
+pub use profiler::{Profiler, ProfilerBuilder, ProfilerConfig, SamplerHandle};

@@ -66,7 +66,65 @@ struct Inner {
     alerts: Mutex<AlertEngine>,
 }
 
+/// Builds a [`Profiler`].
+#[derive(Debug, Clone)]
+#[must_use = "builder does nothing itself, call build()"]
+pub struct ProfilerBuilder {
+    config: ProfilerConfig,
+}
+
+impl ProfilerBuilder {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: ProfilerConfig) -> Self {
+        ProfilerBuilder { config }
+    }
+
+    /// See [`ProfilerConfig::interval`].
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.config.interval = interval;
+        self
+    }
+
+    /// See [`ProfilerConfig::retention`].
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// See [`ProfilerConfig::latency_window`].
+    pub fn latency_window(mut self, window: Duration) -> Self {
+        self.config.latency_window = window;
+        self
+    }
+
+    /// See [`ProfilerConfig::memory_limit_bytes`].
+    pub fn memory_limit_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.config.memory_limit_bytes = bytes;
+        self
+    }
+
+    /// See [`ProfilerConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Profiler::new`].
+    pub fn build(self) -> Result<Profiler, BuildError> {
+        Profiler::new(self.config)
+    }
+}
+
 impl Profiler {
+    /// A builder starting from the defaults of [`ProfilerConfig`].
+    pub fn builder() -> ProfilerBuilder {
+        ProfilerBuilder::from_config(ProfilerConfig::default())
+    }
+
     /// A profiler with the guide's thresholds and alert rules.
     ///
     /// # Errors

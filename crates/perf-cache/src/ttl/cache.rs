@@ -83,10 +83,31 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// A cache with `config`, counting entries; [`builder`](Self::builder) adds a weigher,
+    /// shards or another clock.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the first invalid field.
+    pub fn new(config: TtlConfig) -> Result<Self, BuildError> {
+        TtlCacheBuilder::from_config(config).build()
+    }
+
     /// A builder with the defaults of [`TtlConfig`].
     pub fn builder() -> TtlCacheBuilder<K, V> {
+        TtlCacheBuilder::from_config(TtlConfig::default())
+    }
+}
+
+impl<K, V> TtlCacheBuilder<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: TtlConfig) -> Self {
         TtlCacheBuilder {
-            config: TtlConfig::default(),
+            config,
             weigher: None,
             shards: None,
             clock: FastClock::new(),
@@ -476,9 +497,15 @@ where
     V: Clone + Send + Sync + 'static,
     C: Clock,
 {
-    /// Starts from `config` (read from a file, say).
-    pub fn config(mut self, config: TtlConfig) -> Self {
-        self.config = config;
+    /// See [`TtlConfig::sweep_interval`].
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.config.sweep_interval = interval;
+        self
+    }
+
+    /// See [`TtlConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
         self
     }
 

@@ -24,5 +24,5 @@ mod stats;
 pub use config::PgPoolConfig;
 pub use error::PgPoolError;
 pub use manager::Connection;
-pub use pool::{PgConn, PgPool};
+pub use pool::{PgConn, PgPool, PgPoolBuilder};
 pub use stats::PgPoolStats;

@@ -35,7 +35,125 @@ struct Inner {
     reaper: Mutex<Option<AbortHandle>>,
 }
 
+/// Builds a [`PgPool`]: a [`PgPoolConfig`] set field by field, then connected.
+#[derive(Debug, Clone)]
+#[must_use = "builder does nothing itself, call connect()"]
+pub struct PgPoolBuilder {
+    config: PgPoolConfig,
+}
+
+impl PgPoolBuilder {
+    /// A builder starting from `config` (read from a file, say).
+    pub fn from_config(config: PgPoolConfig) -> Self {
+        PgPoolBuilder { config }
+    }
+
+    /// See [`PgPoolConfig::max_open_conns`].
+    pub fn max_open_conns(mut self, conns: usize) -> Self {
+        self.config.max_open_conns = conns;
+        self
+    }
+
+    /// See [`PgPoolConfig::max_idle_conns`].
+    pub fn max_idle_conns(mut self, conns: usize) -> Self {
+        self.config.max_idle_conns = conns;
+        self
+    }
+
+    /// See [`PgPoolConfig::min_idle_conns`].
+    pub fn min_idle_conns(mut self, conns: usize) -> Self {
+        self.config.min_idle_conns = conns;
+        self
+    }
+
+    /// See [`PgPoolConfig::conn_max_lifetime`].
+    pub fn conn_max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.config.conn_max_lifetime = lifetime;
+        self
+    }
+
+    /// See [`PgPoolConfig::conn_max_idle_time`].
+    pub fn conn_max_idle_time(mut self, idle: Option<Duration>) -> Self {
+        self.config.conn_max_idle_time = idle;
+        self
+    }
+
+    /// See [`PgPoolConfig::wait_timeout`].
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.config.wait_timeout = timeout;
+        self
+    }
+
+    /// See [`PgPoolConfig::create_timeout`].
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.config.create_timeout = timeout;
+        self
+    }
+
+    /// See [`PgPoolConfig::recycle_timeout`].
+    pub fn recycle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.recycle_timeout = timeout;
+        self
+    }
+
+    /// See [`PgPoolConfig::statement_timeout`].
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.statement_timeout = timeout;
+        self
+    }
+
+    /// See [`PgPoolConfig::statement_cache_size`].
+    pub fn statement_cache_size(mut self, statements: usize) -> Self {
+        self.config.statement_cache_size = statements;
+        self
+    }
+
+    /// See [`PgPoolConfig::slow_query_threshold`].
+    pub fn slow_query_threshold(mut self, threshold: Duration) -> Self {
+        self.config.slow_query_threshold = threshold;
+        self
+    }
+
+    /// See [`PgPoolConfig::reaper_interval`].
+    pub fn reaper_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.reaper_interval = interval;
+        self
+    }
+
+    /// See [`PgPoolConfig::verify_on_checkout`].
+    pub fn verify_on_checkout(mut self, verify: bool) -> Self {
+        self.config.verify_on_checkout = verify;
+        self
+    }
+
+    /// See [`PgPoolConfig::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// See [`PgPoolConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
+        self
+    }
+
+    /// Validates the configuration and connects; see [`PgPool::connect`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PgPool::connect`].
+    pub async fn connect(self) -> Result<PgPool, PgPoolError> {
+        PgPool::connect(self.config).await
+    }
+}
+
 impl PgPool {
+    /// A builder for a pool of `url` with the defaults of [`PgPoolConfig`].
+    pub fn builder(url: impl Into<String>) -> PgPoolBuilder {
+        PgPoolBuilder::from_config(PgPoolConfig::new(url))
+    }
+
     /// Validates `config`, opens `min_idle_conns` connections, and starts the reaper (on the
     /// current tokio runtime).
     ///
