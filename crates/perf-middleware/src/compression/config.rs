@@ -72,20 +72,17 @@ impl CompressionConfig {
     /// A [`BuildError`] naming the first invalid field.
     pub fn validate(&self) -> Result<(), BuildError> {
         if self.level > 9 {
-            return Err(BuildError::new("compression.level", "must be 0 to 9"));
+            return Err(BuildError::new("level", "must be 0 to 9"));
         }
         if self.brotli_level > 11 {
-            return Err(BuildError::new(
-                "compression.brotli_level",
-                "must be 0 to 11",
-            ));
+            return Err(BuildError::new("brotli_level", "must be 0 to 11"));
         }
         if !(1..=22).contains(&self.zstd_level) {
-            return Err(BuildError::new("compression.zstd_level", "must be 1 to 22"));
+            return Err(BuildError::new("zstd_level", "must be 1 to 22"));
         }
         if self.content_types.iter().any(|t| t.is_empty()) {
             return Err(BuildError::new(
-                "compression.content_types",
+                "content_types",
                 "must not contain an empty entry",
             ));
         }
@@ -157,10 +154,7 @@ mod tests {
             brotli_level: 12,
             ..CompressionConfig::default()
         };
-        assert_eq!(
-            bad.validate().unwrap_err().field(),
-            "compression.brotli_level"
-        );
+        assert_eq!(bad.validate().unwrap_err().field(), "brotli_level");
         CompressionConfig::default().validate().unwrap();
     }
 }
