@@ -28,7 +28,7 @@ type KeyLabel<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
 /// | `max_keys` | 10,000 breakers held at most |
 /// | `idle_timeout` | 10 min: a breaker unused this long (and not open) is dropped |
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct KeyedConfig {
     /// The configuration every key's breaker is built from.
@@ -318,6 +318,10 @@ where
             return Err(BuildError::new("idle_timeout", "must be at least 1s"));
         }
         let config = self.template.config();
+        metrics::describe_gauge!(
+            format!("{}_open_keys", config.metrics_prefix),
+            "Keys whose circuit breaker refuses calls (open or forced open)"
+        );
         let open_keys = metrics::gauge!(
             format!("{}_open_keys", config.metrics_prefix),
             vec![Label::new("breaker", config.name.clone())]

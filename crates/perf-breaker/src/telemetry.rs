@@ -27,6 +27,18 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub(crate) fn new(prefix: &str, labels: Vec<Label>, own_series: bool) -> Self {
+        metrics::describe_counter!(
+            format!("{prefix}_rejections_total"),
+            "Calls a circuit breaker refused because it was open"
+        );
+        metrics::describe_counter!(
+            format!("{prefix}_transitions_total"),
+            "Circuit breaker state changes, by from, to and reason"
+        );
+        metrics::describe_gauge!(
+            format!("{prefix}_state"),
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed"
+        );
         let rejections = metrics::counter!(format!("{prefix}_rejections_total"), labels.clone());
         let telemetry = Telemetry {
             state_gauge: own_series.then(|| format!("{prefix}_state")),

@@ -49,7 +49,7 @@ pub trait SharedCache: Send + Sync {
 /// | `l2_ttl` | 1 h: how long values written to L2 live there (the original kept 5 min in process, an hour shared) |
 /// | `l2_timeout` | 100 ms: an L2 operation slower than this counts as a failure |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct TieredConfig {
     /// How long values written to L2 live there.

@@ -85,7 +85,7 @@ struct Inner {
 /// |---|---|
 /// | `interval` | 5 min between scheduled runs (the guide's `warmup_schedule`), at least 1 s |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct CacheWarmerConfig {
     /// Time between the runs [`CacheWarmer::spawn`] schedules.

@@ -43,7 +43,7 @@ use crate::timeout::{Timeout, TimeoutLayer};
 /// Settings of the whole stack; defaults follow the performance guide. The rate-limit,
 /// load-shedding and compression settings are those layers' own configuration types.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct PerformanceConfig {
     /// Add `X-Content-Type-Options`, `X-Frame-Options` and drop `Server`.

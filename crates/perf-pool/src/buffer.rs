@@ -41,7 +41,7 @@ use crate::stats::{PoolStats, PoolTelemetry};
 
 /// Settings of a [`BufferPool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct BufferPoolConfig {
     /// Buffer sizes handed out, ascending (default 4 KiB, 16 KiB, 64 KiB, 256 KiB, 1 MiB).

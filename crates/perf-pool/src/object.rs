@@ -36,7 +36,7 @@ use crate::stats::{Counters, PoolStats, PoolTelemetry};
 /// | `prefill` | 0 objects made up front |
 /// | `name`, `metrics_prefix` | `objects`, `pool`: the `pool` label and prefix of the metrics |
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ObjectPoolConfig {
     /// Idle objects kept at most.

@@ -78,6 +78,24 @@ pub(crate) struct PoolTelemetry {
 impl PoolTelemetry {
     pub(crate) fn new(prefix: &str, name: &str) -> Result<Self, BuildError> {
         perf_core::metric_name::validate_prefix("metrics_prefix", prefix)?;
+        for (what, help) in [
+            ("gets", "Items asked of the pool"),
+            ("hits", "Asks answered from the pool"),
+            ("misses", "Asks that created a new item"),
+            ("returns", "Items given back and kept"),
+            (
+                "dropped",
+                "Items given back and dropped (too large, or the pool was full)",
+            ),
+        ] {
+            metrics::describe_counter!(format!("{prefix}_{what}_total"), help);
+        }
+        metrics::describe_gauge!(format!("{prefix}_retained"), "Items held by the pool");
+        metrics::describe_gauge!(
+            format!("{prefix}_retained_bytes"),
+            metrics::Unit::Bytes,
+            "Bytes held by the pool"
+        );
         let labels = vec![Label::new("pool", name.to_owned())];
         let counter =
             |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());

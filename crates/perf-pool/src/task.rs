@@ -43,7 +43,7 @@ use crate::BuildError;
 
 /// Settings of a [`TaskPool`]; defaults from the guide's `request_pool`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct TaskPoolConfig {
     /// Tasks running at once, all kinds together (default 1000).
@@ -96,6 +96,22 @@ struct Telemetry {
 impl Telemetry {
     fn new(prefix: &str, name: &str) -> Result<Self, BuildError> {
         perf_core::metric_name::validate_prefix("metrics_prefix", prefix)?;
+        for (what, help) in [
+            ("completed", "Tasks that finished with a value"),
+            ("failed", "Tasks that panicked"),
+            ("rejected", "Submissions refused because the queue was full"),
+            ("timed_out", "Tasks that waited past the queue timeout"),
+            ("cancelled", "Tasks cancelled by their handle's owner"),
+        ] {
+            metrics::describe_counter!(format!("{prefix}_{what}_total"), help);
+        }
+        metrics::describe_gauge!(format!("{prefix}_queued"), "Tasks waiting");
+        metrics::describe_gauge!(format!("{prefix}_running"), "Tasks running");
+        metrics::describe_gauge!(
+            format!("{prefix}_wait_seconds"),
+            metrics::Unit::Seconds,
+            "Queue wait of recent tasks, by quantile"
+        );
         let labels = vec![metrics::Label::new("pool", name.to_owned())];
         let counter =
             |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());

@@ -87,12 +87,17 @@ pub struct ActionReport {
     pub kind: ActionKind,
     /// Its name.
     pub name: String,
-    /// How long it took.
+    /// How long it took (serialized as `took_ms`, milliseconds).
+    #[serde(rename = "took_ms", serialize_with = "as_millis")]
     pub took: Duration,
     /// What it did.
     pub outcome: Option<ActionOutcome>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+fn as_millis<S: serde::Serializer>(took: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(took.as_secs_f64() * 1000.0)
 }
 
 /// An action's error.

@@ -13,12 +13,12 @@ use crate::BuildError;
 use crate::collect::{LatencyRecorder, Probe, ProcessCollector, collect_runtime};
 use crate::health::{self, AlertEngine, AlertEvent, AlertRule, HealthReport, Threshold};
 use crate::report::Report;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, names};
 use crate::trends::{self, Trend};
 
 /// Settings of a [`Profiler`].
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ProfilerConfig {
     /// Time between snapshots (the guide's `metrics_update_interval`: 10 s in development,
@@ -64,6 +64,25 @@ struct Inner {
     history: Mutex<VecDeque<Snapshot>>,
     thresholds: Mutex<Vec<Threshold>>,
     alerts: Mutex<AlertEngine>,
+    /// Figures whose gauge has its help text.
+    described: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The gauge of a snapshot figure and the factor its value is exported with:
+/// `{prefix}_{name}`, in Prometheus's conventions where the guide's names differ from them.
+/// `_count` is reserved for histograms and summaries, so `thread_count` is exported as
+/// `threads` and `db_queries_count` as `db_queries`; units are base units spelled out, so
+/// `request_latency_p95_ms` is exported as `request_latency_p95_seconds`.
+fn gauge_of(prefix: &str, name: &str) -> (String, f64) {
+    if let Some(base) = name.strip_suffix("_ms") {
+        return (format!("{prefix}_{base}_seconds"), 1e-3);
+    }
+    let name = match name.strip_suffix("_count") {
+        Some(base) if base.ends_with('s') => base.to_owned(),
+        Some(base) => format!("{base}s"),
+        None => name.to_owned(),
+    };
+    (format!("{prefix}_{name}"), 1.0)
 }
 
 /// Builds a [`Profiler`].
@@ -152,6 +171,7 @@ impl Profiler {
                 history: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
                 thresholds: Mutex::new(health::default_thresholds()),
                 alerts: Mutex::new(AlertEngine::new(health::default_alert_rules())),
+                described: Mutex::default(),
                 config,
             }),
         })
@@ -212,9 +232,16 @@ impl Profiler {
     /// Keeps `snapshot` (taken elsewhere, or replayed) as if sampled.
     pub fn record(&self, snapshot: Snapshot) {
         let prefix = &self.inner.config.metrics_prefix;
+        let mut described = lock(&self.inner.described);
         for (name, value) in &snapshot.values {
-            metrics::gauge!(format!("{prefix}_{name}")).set(*value);
+            let (gauge, scale) = gauge_of(prefix, name);
+            if !described.contains(name) {
+                metrics::describe_gauge!(gauge.clone(), names::describe(name));
+                described.insert(name.clone());
+            }
+            metrics::gauge!(gauge).set(*value * scale);
         }
+        drop(described);
         lock(&self.inner.alerts).observe(&snapshot);
         let mut history = lock(&self.inner.history);
         if history.len() == self.inner.capacity {
@@ -297,5 +324,27 @@ pub struct SamplerHandle {
 impl Drop for SamplerHandle {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_follow_prometheus_conventions() {
+        assert_eq!(gauge_of("p", "thread_count"), ("p_threads".to_owned(), 1.0));
+        assert_eq!(
+            gauge_of("p", "db_queries_count"),
+            ("p_db_queries".to_owned(), 1.0)
+        );
+        assert_eq!(
+            gauge_of("p", "request_latency_p95_ms"),
+            ("p_request_latency_p95_seconds".to_owned(), 1e-3)
+        );
+        assert_eq!(
+            gauge_of("p", "resident_bytes"),
+            ("p_resident_bytes".to_owned(), 1.0)
+        );
     }
 }

@@ -39,6 +39,36 @@ pub mod names {
     pub const CACHE_HIT_RATE: &str = "cache_hit_rate";
     /// Slow database queries so far (from a probe).
     pub const DB_SLOW_QUERIES: &str = "db_slow_queries_count";
+
+    /// The help text of a figure's gauge: what it is, for the names above; a generic line
+    /// naming it for figures a probe adds.
+    pub fn describe(name: &str) -> String {
+        let known = match name {
+            CPU_USAGE_PERCENT => "Process CPU use since the previous snapshot, percent of one core",
+            THREAD_COUNT => "OS threads of the process",
+            OPEN_FDS => "Open file descriptors",
+            RESIDENT_BYTES => "Resident memory, bytes",
+            MEMORY_USAGE_PERCENT => "Resident memory as a percentage of the memory limit",
+            TOKIO_WORKERS => "tokio worker threads",
+            TOKIO_ALIVE_TASKS => "Tasks alive on the tokio runtime",
+            TOKIO_GLOBAL_QUEUE_DEPTH => "Tasks waiting in the runtime's global queue",
+            ACTIVE_REQUESTS => "Requests in progress",
+            LATENCY_P50_MS => "Median request latency over the latency window, milliseconds",
+            LATENCY_P95_MS => "95th percentile request latency, milliseconds",
+            LATENCY_P99_MS => "99th percentile request latency, milliseconds",
+            THROUGHPUT_RPS => "Requests per second over the latency window",
+            ERROR_RATE => "Share of requests that failed over the latency window",
+            CACHE_HIT_RATE => "Cache hit rate",
+            DB_SLOW_QUERIES => "Slow database queries so far",
+            "heap_alloc_bytes" => "Bytes allocated by the application (jemalloc)",
+            "heap_inuse_bytes" => "Bytes in pages the allocator has in use (jemalloc)",
+            "heap_sys_bytes" => "Bytes the allocator has mapped from the OS (jemalloc)",
+            "heap_resident_bytes" => "Bytes of the allocator's pages resident in memory (jemalloc)",
+            "heap_retained_bytes" => "Bytes the allocator keeps mapped for reuse (jemalloc)",
+            _ => return format!("Snapshot figure {name}"),
+        };
+        known.to_owned()
+    }
 }
 
 /// Figures taken at one moment.

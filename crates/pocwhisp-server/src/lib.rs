@@ -1,7 +1,15 @@
-//! The PocWhisp transcription server. **Planned, no code yet**: the
-//! scope below is what it will provide (see `docs/ARCHITECTURE.md`).
-//!
-//! A thin hyper server composing the perf crates into a transcription API: WAV uploads
-//! transcribed offline by PocketSphinx (or an OpenAI-compatible endpoint) into
-//! speaker-labelled segments, stored in PostgreSQL or an embedded store, with performance,
-//! cache, health and Prometheus endpoints.
+//! The PocWhisp transcription server, composed from the PocWhisp-rs performance crates:
+//! configuration, serving, authentication, errors, storage and the routes.
+//! [`Application::build`] is what the binary and the tests start.
+
+mod app;
+pub mod config;
+pub mod http;
+pub mod memory;
+mod routes;
+mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{Application, StartError};
+pub use state::AppState;

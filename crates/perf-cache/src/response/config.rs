@@ -11,16 +11,19 @@ pub(crate) const HEAD_ALLOWANCE: u64 = 2048;
 /// | field | default |
 /// |---|---|
 /// | `name` | `responses` (the `cache` label on its metrics) |
+/// | `metrics_prefix` | `cache` (`cache_hits_total`...) |
 /// | `capacity_bytes` | 64 MiB of stored bodies |
 /// | `default_ttl` | 5 min, for responses that do not say (`max-age`, `s-maxage`) |
 /// | `max_body_bytes` | 1 MiB: larger responses stream through untouched |
 /// | `stale_if_error` | 60 s: when the origin answers 5xx, an expired copy this recent is served instead, marked `X-Cache: STALE` |
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ResponseCacheConfig {
     /// The cache's name, the `cache` label on its metrics.
     pub name: String,
+    /// Prefix of its metrics' names.
+    pub metrics_prefix: String,
     /// Bytes of stored bodies at most.
     pub capacity_bytes: u64,
     /// The lifetime of a response that does not set its own.
@@ -37,6 +40,7 @@ impl Default for ResponseCacheConfig {
     fn default() -> Self {
         ResponseCacheConfig {
             name: "responses".to_owned(),
+            metrics_prefix: "cache".to_owned(),
             capacity_bytes: 64 * 1024 * 1024,
             default_ttl: Duration::from_secs(300),
             max_body_bytes: 1024 * 1024,

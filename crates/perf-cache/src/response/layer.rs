@@ -66,6 +66,12 @@ impl ResponseCacheBuilder {
         self
     }
 
+    /// See [`ResponseCacheConfig::metrics_prefix`].
+    pub fn metrics_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.metrics_prefix = prefix.into();
+        self
+    }
+
     /// See [`ResponseCacheConfig::capacity_bytes`].
     pub fn capacity_bytes(mut self, bytes: u64) -> Self {
         self.config.capacity_bytes = bytes;
@@ -132,6 +138,7 @@ impl ResponseCacheBuilder {
         };
         let mut store = TtlCache::builder()
             .name(config.name.clone())
+            .metrics_prefix(config.metrics_prefix.clone())
             .capacity(config.capacity_bytes)
             .ttl(config.default_ttl)
             .ttl_jitter(0.0);
@@ -147,6 +154,7 @@ impl ResponseCacheBuilder {
             .build()?;
         let vary = TtlCache::builder()
             .name(format!("{}_vary", config.name))
+            .metrics_prefix(config.metrics_prefix.clone())
             .capacity(VARY_INDEX_ENTRIES)
             .ttl(Duration::from_secs(24 * 3600))
             .clock(clock.clone())

@@ -15,7 +15,7 @@ use crate::BuildError;
 /// | `sweep_interval` | 60 s between lazy sweeps of dead entries |
 /// | `metrics_prefix` | `cache` |
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct TtlConfig {
     /// The cache's name, the `cache` label on its metrics.

@@ -81,6 +81,28 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub(crate) fn new(prefix: &str, name: &str) -> Self {
+        metrics::describe_counter!(
+            format!("{prefix}_hits_total"),
+            "Cache lookups answered from the cache"
+        );
+        metrics::describe_counter!(
+            format!("{prefix}_misses_total"),
+            "Cache lookups that found nothing usable"
+        );
+        metrics::describe_counter!(
+            format!("{prefix}_evictions_total"),
+            "Cache entries pushed out to make room"
+        );
+        metrics::describe_gauge!(
+            format!("{prefix}_size_bytes"),
+            metrics::Unit::Bytes,
+            "Weight held by the cache (bytes with a byte weigher)"
+        );
+        metrics::describe_gauge!(format!("{prefix}_entries"), "Entries held by the cache");
+        metrics::describe_gauge!(
+            format!("{prefix}_hit_rate"),
+            "Share of cache lookups that hit"
+        );
         let labels = vec![Label::new("cache", name.to_owned())];
         Telemetry {
             hits: metrics::counter!(format!("{prefix}_hits_total"), labels.clone()),

@@ -16,7 +16,7 @@ use crate::BuildError;
 /// `+` a structured suffix (`+json` matches `application/problem+json`), any other entry a
 /// media type exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct CompressionConfig {
     /// Offer gzip.

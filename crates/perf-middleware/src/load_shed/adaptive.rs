@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Settings of the adaptive limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct AdaptiveConfig {
     /// The limit before any sample.

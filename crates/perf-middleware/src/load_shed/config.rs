@@ -20,7 +20,7 @@ use super::AdaptiveConfig;
 ///
 /// Path rules are prefixes, optionally after a method (`POST /api/v1/transcribe`).
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct LoadShedConfig {
     /// Requests in flight at most (the starting point when adaptive).
@@ -48,7 +48,7 @@ pub struct LoadShedConfig {
 
 /// A small queue in front of the load-shedding limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct QueueConfig {
     /// Requests waiting at most.

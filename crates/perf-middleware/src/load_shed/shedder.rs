@@ -64,6 +64,19 @@ struct Telemetry {
 
 impl Telemetry {
     fn new(prefix: &str) -> Self {
+        metrics::describe_counter!(
+            format!("{prefix}_shed_total"),
+            "Requests refused by load shedding, queue timeouts included"
+        );
+        metrics::describe_gauge!(
+            format!("{prefix}_in_flight"),
+            "Requests counted against the load-shedding limit"
+        );
+        metrics::describe_gauge!(format!("{prefix}_limit"), "The current load-shedding limit");
+        metrics::describe_gauge!(
+            format!("{prefix}_queued"),
+            "Requests waiting for a load-shedding slot"
+        );
         Telemetry {
             shed: metrics::counter!(format!("{prefix}_shed_total")),
             in_flight: metrics::gauge!(format!("{prefix}_in_flight")),

@@ -60,6 +60,26 @@ impl Shared {
     fn new(prefix: &str, max_routes: usize) -> Self {
         let name =
             |suffix: &str| SharedString::from_shared(Arc::from(format!("{prefix}_{suffix}")));
+        metrics::describe_counter!(
+            name("requests_total"),
+            "HTTP requests, by method, route and status"
+        );
+        metrics::describe_histogram!(
+            name("request_duration_seconds"),
+            metrics::Unit::Seconds,
+            "Time to the response head, by method, route and status"
+        );
+        metrics::describe_gauge!(name("requests_in_flight"), "HTTP requests in progress");
+        metrics::describe_counter!(
+            name("request_body_bytes_total"),
+            metrics::Unit::Bytes,
+            "Request body bytes received"
+        );
+        metrics::describe_counter!(
+            name("response_body_bytes_total"),
+            metrics::Unit::Bytes,
+            "Response body bytes sent, after compression"
+        );
         Shared {
             prefix: prefix.to_owned(),
             handles: HandleCache::new(Names {

@@ -12,7 +12,7 @@ use super::{RateLimitHeaders, RateLimitKey};
 /// | `headers` | standard `RateLimit-*` and legacy `X-RateLimit-*` fields |
 /// | `metrics_prefix` | `rate_limit` |
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct RateLimitConfig {
     /// Sustained requests per second per key.

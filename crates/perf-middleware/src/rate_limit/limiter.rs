@@ -67,6 +67,11 @@ struct Telemetry {
 
 impl Telemetry {
     fn new(prefix: &str) -> Self {
+        metrics::describe_counter!(
+            format!("{prefix}_limited_total"),
+            "Requests refused by the rate limiter"
+        );
+        metrics::describe_gauge!(format!("{prefix}_keys"), "Rate-limit keys tracked");
         Telemetry {
             limited: AtomicU64::new(0),
             limited_total: metrics::counter!(format!("{prefix}_limited_total")),

@@ -21,7 +21,7 @@ use crate::BuildError;
 /// | `verify_on_checkout` | false: a reused connection is checked for a closed socket only; true runs a query on every checkout (a round trip) | |
 /// | `name`, `metrics_prefix` | `postgres`, `db_pool`: the `pool` label and prefix of the metrics | |
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct PgPoolConfig {
     /// The connection URL or key-value string.

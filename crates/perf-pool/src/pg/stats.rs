@@ -131,6 +131,32 @@ pub(crate) struct PgTelemetry {
 
 impl PgTelemetry {
     pub(crate) fn new(prefix: &str, name: &str) -> Self {
+        for (what, help) in [
+            ("connections", "Connections open, idle and in use"),
+            ("idle_connections", "Connections idle in the pool"),
+            ("in_use_connections", "Connections checked out"),
+            ("waiting", "Callers waiting for a connection"),
+        ] {
+            metrics::describe_gauge!(format!("{prefix}_{what}"), help);
+        }
+        for (what, help) in [
+            ("checkouts", "Connections handed out"),
+            ("waits", "Checkouts that waited for a connection"),
+            ("timeouts", "Checkouts that failed on a timeout"),
+            ("queries", "Queries run"),
+            (
+                "slow_queries",
+                "Queries slower than the slow-query threshold",
+            ),
+            ("closed", "Connections closed, by reason"),
+        ] {
+            metrics::describe_counter!(format!("{prefix}_{what}_total"), help);
+        }
+        metrics::describe_gauge!(
+            format!("{prefix}_wait_seconds_total"),
+            metrics::Unit::Seconds,
+            "Time spent waiting for connections, all together"
+        );
         let labels = vec![metrics::Label::new("pool", name.to_owned())];
         let gauge = |what: &str| metrics::gauge!(format!("{prefix}_{what}"), labels.clone());
         let counter =

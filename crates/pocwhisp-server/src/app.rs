@@ -1,0 +1,448 @@
+//! [`Application`]: what `main` and the tests both start. `build` opens everything a
+//! configuration asks for and binds the listener (port 0 works); `run_until_stopped` serves
+//! until the shutdown future completes, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use perf_cache::response::ResponseCacheLayer;
+use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig};
+use perf_middleware::compression::CompressionConfig;
+use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
+use perf_pool::buffer::BufferPool;
+use perf_pool::manager::PoolManager;
+use perf_profiler::Profiler;
+use perf_profiler::collect::LatencyLayer;
+use perf_profiler::cpu::CpuProfiler;
+use perf_profiler::health::{Direction, Threshold};
+use perf_profiler::optimizer::{ActionKind, ActionOutcome, Optimizer};
+use perf_profiler::snapshot::{Snapshot, names};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower::ServiceBuilder;
+
+use crate::config::{Config, Role};
+use crate::http::{
+    AuthenticateLayer, Principal, TokenSummary, Tokens, error_body, serve, trace::TraceLayer,
+};
+use crate::memory::{MemoryGuard, Relief};
+use crate::state::{AppState, Readiness, Shared};
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The data directory could not be created.
+    DataDir(std::io::Error),
+    /// The listener could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// Storage could not be opened or migrated.
+    Store(StoreError),
+    /// A setting a component refused.
+    Config(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DataDir(error) => write!(f, "cannot create the data directory: {error}"),
+            StartError::Bind(address, error) => write!(f, "cannot listen on {address}: {error}"),
+            StartError::Store(error) => write!(f, "{error}"),
+            StartError::Config(reason) => write!(f, "invalid configuration: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn invalid(error: impl std::fmt::Display) -> StartError {
+    StartError::Config(error.to_string())
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tokens: Arc<Tokens>,
+    performance: PerformanceLayer,
+    local_addr: SocketAddr,
+    summary: TokenSummary,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens storage (running its migrations), builds every component and binds the
+    /// listener.
+    ///
+    /// # Errors
+    ///
+    /// A [`StartError`] saying what could not be opened or bound.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        // The recorder first: every component resolves its metric handles when built.
+        let prometheus = crate::telemetry::prometheus();
+        let config = Arc::new(config);
+        tokio::fs::create_dir_all(&config.server.data_dir)
+            .await
+            .map_err(StartError::DataDir)?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&config.server.data_dir)
+                .await
+                .map_err(StartError::Store)?,
+        );
+        let (tokens, summary) = Tokens::from_config(&config.auth, config.environment);
+        let memory = MemoryGuard::new(config.memory.limit);
+        let profiler = Profiler::builder()
+            .interval(config.monitoring.metrics_update_interval)
+            .retention(config.monitoring.retention)
+            .metrics_prefix("pocwhisp")
+            .memory_limit_bytes(memory.limit())
+            .build()
+            .map_err(invalid)?;
+        profiler.set_thresholds(thresholds(&config));
+        let responses = ResponseCacheLayer::builder()
+            .name("responses")
+            .metrics_prefix("pocwhisp_cache")
+            .capacity_bytes(config.cache.capacity.0)
+            .default_ttl(config.cache.ttl)
+            // Each caller's reads are cached for that caller alone: transcripts are private.
+            .key_fn(|head| {
+                head.extensions
+                    .get::<Principal>()
+                    .map(|principal| principal.identity.to_string())
+            })
+            .build()
+            .map_err(invalid)?;
+        let warmer = CacheWarmer::new(CacheWarmerConfig {
+            interval: config.cache.warmup_schedule,
+        })
+        .map_err(invalid)?;
+        let buffers = BufferPool::builder()
+            .name("buffers")
+            .metrics_prefix("pocwhisp_pool")
+            .build()
+            .map_err(invalid)?;
+        let pools = PoolManager::new(buffers);
+        let performance = PerformanceLayer::new(&performance_config(&config))
+            .map_err(invalid)?
+            .expose_timings_when(|head| {
+                head.extensions
+                    .get::<Principal>()
+                    .is_some_and(|principal| principal.may(Role::Admin))
+            });
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|error| StartError::Bind(config.server.listen, error))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|error| StartError::Bind(config.server.listen, error))?;
+        let readiness = Readiness::default();
+        readiness.set_ready();
+        let state = AppState {
+            inner: Arc::new(Shared {
+                config,
+                store,
+                profiler,
+                optimizer: Optimizer::new(),
+                responses,
+                warmer,
+                pools,
+                prometheus,
+                cpu: CpuProfiler::new(),
+                memory,
+                readiness,
+                openapi: Default::default(),
+                started: Instant::now(),
+                shedder: performance.load_shedder().cloned(),
+                limiter: performance.rate_limiter().cloned(),
+            }),
+        };
+        register_probes(&state);
+        register_optimizations(&state);
+        Ok(Application {
+            listener,
+            state,
+            tokens: Arc::new(tokens),
+            performance,
+            local_addr,
+            summary,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The tokens configured, and the admin token generated in development if none was.
+    pub fn token_summary(&self) -> &TokenSummary {
+        &self.summary
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets requests in flight
+    /// finish within `server.drain_timeout`.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
+        let state = self.state;
+        let (router, openapi) = crate::routes::router(&state.inner.config).split_for_parts();
+        let document = openapi.to_json().unwrap_or_default();
+        let _ = state.inner.openapi.set(document.into());
+        let router = router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(state.clone());
+        let config = Arc::clone(&state.inner.config);
+        let service = ServiceBuilder::new()
+            .map_response(error_body::render)
+            .layer(TraceLayer::new(config.monitoring.slow_request_threshold))
+            .layer(LatencyLayer::new(state.inner.profiler.latency().clone()))
+            .layer(AuthenticateLayer::new(self.tokens))
+            .layer(self.performance)
+            .service(router);
+        let background = background_tasks(&state);
+        tracing::info!(
+            address = %self.local_addr,
+            environment = %config.environment,
+            store = state.inner.store.backend(),
+            "serving"
+        );
+        serve::serve(self.listener, service, &config.server, shutdown).await;
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn not_found(uri: http::Uri) -> crate::http::ApiError {
+    crate::http::ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> http::StatusCode {
+    // The router adds `Allow`; the error layer writes the body.
+    http::StatusCode::METHOD_NOT_ALLOWED
+}
+
+/// perf-middleware's stack as the server configures it.
+fn performance_config(config: &Config) -> PerformanceConfig {
+    PerformanceConfig {
+        security_headers: true,
+        metrics_prefix: "pocwhisp_http".to_owned(),
+        max_routes: 200,
+        rate_limit: Some(config.rate_limit.clone()),
+        load_shed: Some(config.load_shed.clone()),
+        // Deadlines are per route: uploads and CPU profiles take longer than a lookup.
+        timeout: None,
+        max_body_bytes: config.audio.max_upload.as_usize(),
+        compression: CompressionConfig {
+            min_size: config.response.compression_min_size,
+            level: config.response.compression_level,
+            ..CompressionConfig::default()
+        },
+        server_timing_for_all: false,
+    }
+}
+
+/// The guide's targets table, from the configuration.
+fn thresholds(config: &Config) -> Vec<Threshold> {
+    let levels = &config.thresholds;
+    vec![
+        Threshold::new(
+            names::LATENCY_P95_MS,
+            Direction::Above,
+            levels.latency_p95_ms.warning,
+            levels.latency_p95_ms.critical,
+        ),
+        Threshold::new(
+            names::CPU_USAGE_PERCENT,
+            Direction::Above,
+            levels.cpu_percent.warning,
+            levels.cpu_percent.critical,
+        ),
+        Threshold::new(
+            names::MEMORY_USAGE_PERCENT,
+            Direction::Above,
+            levels.memory_percent.warning,
+            levels.memory_percent.critical,
+        ),
+        Threshold::new(
+            names::CACHE_HIT_RATE,
+            Direction::Below,
+            levels.cache_hit_rate.warning,
+            levels.cache_hit_rate.critical,
+        ),
+        Threshold::new(
+            names::ERROR_RATE,
+            Direction::Above,
+            levels.error_rate.warning,
+            levels.error_rate.critical,
+        ),
+    ]
+}
+
+/// The server's own figures in every snapshot.
+fn register_probes(state: &AppState) {
+    let probe_state = state.clone();
+    state
+        .inner
+        .profiler
+        .register_probe(move |snapshot: &mut Snapshot| {
+            let shared = &probe_state.inner;
+            let cache = shared.responses.stats();
+            snapshot.set(names::CACHE_HIT_RATE, cache.hit_rate);
+            snapshot.set("cache_size_bytes", cache.weight as f64);
+            let buffers = shared.pools.buffers().stats();
+            snapshot.set("pool_buffers_retained_bytes", buffers.retained_bytes as f64);
+            if let Some(shedder) = &shared.shedder {
+                let shed = shedder.stats();
+                snapshot.set("load_shed_in_flight", f64::from(shed.in_flight));
+                snapshot.set("load_shed_limit", f64::from(shed.limit));
+            }
+            snapshot.set(
+                "memory_over_limit",
+                f64::from(u8::from(shared.memory.is_over())),
+            );
+        });
+}
+
+/// What `POST /performance/optimize` can do, each reporting real before and after figures.
+fn register_optimizations(state: &AppState) {
+    let optimizer = &state.inner.optimizer;
+    optimizer.register(ActionKind::Memory, "purge allocator arenas", || async {
+        let heap = || {
+            let mut snapshot = Snapshot::at(SystemTime::now());
+            perf_profiler::collect::collect_allocator(&mut snapshot);
+            snapshot.values
+        };
+        let before = heap();
+        perf_profiler::collect::purge_arenas()?;
+        Ok(ActionOutcome {
+            summary: "returned the allocator's free pages to the operating system".to_owned(),
+            before,
+            after: heap(),
+        })
+    });
+    let pools = state.inner.pools.clone();
+    optimizer.register(ActionKind::Pools, "release idle buffers", move || {
+        let pools = pools.clone();
+        async move {
+            let before = pools.buffers().stats();
+            let released = pools.buffers().shrink_to(0);
+            let after = pools.buffers().stats();
+            Ok(ActionOutcome {
+                summary: format!("released {released} bytes of idle buffers"),
+                before: [("retained_bytes".to_owned(), before.retained_bytes as f64)].into(),
+                after: [("retained_bytes".to_owned(), after.retained_bytes as f64)].into(),
+            })
+        }
+    });
+    let responses = state.inner.responses.clone();
+    optimizer.register(ActionKind::Cache, "drop expired responses", move || {
+        let responses = responses.clone();
+        async move {
+            let figures = |stats: perf_cache::ttl::CacheStats| {
+                [
+                    ("entries".to_owned(), stats.entries as f64),
+                    ("size_bytes".to_owned(), stats.weight as f64),
+                ]
+                .into()
+            };
+            let before = responses.stats();
+            let dropped = responses.purge_expired();
+            Ok(ActionOutcome {
+                summary: format!("dropped {dropped} expired responses"),
+                before: figures(before),
+                after: figures(responses.stats()),
+            })
+        }
+    });
+    let store = Arc::clone(&state.inner.store);
+    optimizer.register(ActionKind::Db, "refresh planner statistics", move || {
+        let store = Arc::clone(&store);
+        async move {
+            let before = store.stats().await?;
+            let started = Instant::now();
+            let summary = store.analyze().await?;
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            Ok(ActionOutcome {
+                summary,
+                before: [("sessions".to_owned(), before.sessions as f64)].into(),
+                after: [
+                    ("sessions".to_owned(), before.sessions as f64),
+                    ("analyze_ms".to_owned(), took),
+                ]
+                .into(),
+            })
+        }
+    });
+}
+
+/// Gauges published when read (pools, caches, limiter, shedder), refreshed before an
+/// exposition.
+pub(crate) fn publish_gauges(state: &AppState) {
+    let shared = &state.inner;
+    let _ = shared.pools.snapshot();
+    let _ = shared.responses.stats();
+    if let Some(shedder) = &shared.shedder {
+        let _ = shedder.stats();
+    }
+    if let Some(limiter) = &shared.limiter {
+        let _ = limiter.stats();
+    }
+}
+
+/// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
+fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
+    let shared = &state.inner;
+    let sampler = shared.profiler.spawn();
+    let warmer = shared.warmer.spawn();
+    let prometheus = shared.prometheus.clone();
+    let upkeep = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            prometheus.run_upkeep();
+        }
+    });
+    let relief: Arc<dyn Relief> = Arc::new(Shedding {
+        state: state.clone(),
+    });
+    let guard = shared.memory.spawn(Duration::from_secs(1), relief);
+    // The sampler and warmer stop when their handles drop: hold them in a task that lives
+    // as long as the others.
+    let holder = tokio::spawn(async move {
+        let _handles = (sampler, warmer);
+        std::future::pending::<()>().await;
+    });
+    vec![upkeep, guard, holder]
+}
+
+/// What the memory guard does to the server's caches and pools.
+struct Shedding {
+    state: AppState,
+}
+
+impl Relief for Shedding {
+    fn shed(&self) {
+        let shared = &self.state.inner;
+        if let Err(error) = perf_profiler::collect::purge_arenas() {
+            tracing::warn!(%error, "purging allocator arenas failed");
+        }
+        shared
+            .responses
+            .set_capacity(shared.config.cache.capacity.0 / 4);
+        shared.pools.buffers().shrink_to(0);
+    }
+
+    fn restore(&self) {
+        self.state.inner.responses.restore_capacity();
+    }
+}

@@ -1,0 +1,265 @@
+//! Loading: defaults for the environment, then the YAML file, then its `environments:`
+//! section for the environment, then `POCWHISP_*` variables, then flags; layered by figment,
+//! so an error names the key, what was expected and where the value came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::value::{Dict, Value};
+use serde::Serialize;
+
+use super::{Config, Environment};
+
+/// Settings given on the command line, which win over everything else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<super::LogFormat>,
+}
+
+impl Overrides {
+    /// The flags as the nested keys they set.
+    fn as_dict(&self) -> Dict {
+        let mut root = Dict::new();
+        let mut put = |section: Option<&str>, key: &str, value: Value| match section {
+            None => {
+                root.insert(key.to_owned(), value);
+            }
+            Some(section) => {
+                let entry = root
+                    .entry(section.to_owned())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if let Value::Dict(_, dict) = entry {
+                    dict.insert(key.to_owned(), value);
+                }
+            }
+        };
+        if let Some(environment) = self.environment {
+            put(None, "environment", Value::from(environment.to_string()));
+        }
+        if let Some(listen) = self.listen {
+            put(Some("server"), "listen", Value::from(listen.to_string()));
+        }
+        if let Some(dir) = &self.data_dir {
+            put(
+                Some("server"),
+                "data_dir",
+                Value::from(dir.display().to_string()),
+            );
+        }
+        if let Some(format) = self.log_format {
+            let format = match format {
+                super::LogFormat::Human => "human",
+                super::LogFormat::Json => "json",
+            };
+            put(Some("log"), "format", Value::from(format));
+        }
+        root
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read or a value could not be parsed; figment's message names
+    /// the key, what was expected and the source.
+    Load(Box<figment::Error>),
+    /// A value of the right type that does not make sense.
+    Invalid {
+        /// The key, dotted (`server.max_connections`).
+        key: String,
+        /// What it must be.
+        expected: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Load(error) => {
+                let mut first = true;
+                for error in error.as_ref().clone() {
+                    if !first {
+                        f.write_str("\n")?;
+                    }
+                    first = false;
+                    write!(f, "{error}")?;
+                }
+                Ok(())
+            }
+            ConfigError::Invalid { key, expected } => {
+                write!(f, "invalid value for `{key}`: expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        ConfigError::Load(Box::new(error))
+    }
+}
+
+/// The `POCWHISP_*` variables: the operator names (`POCWHISP_LISTEN`, `POCWHISP_DATA_DIR`,
+/// `POCWHISP_DATABASE_URL`, `POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
+/// `POCWHISP_ENGINE`, `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__`
+/// between its parts (`POCWHISP_CACHE__TTL=10m`). Any other `POCWHISP_` name is an unknown
+/// key, refused like one in the file.
+fn environment_variables() -> Env {
+    Env::prefixed("POCWHISP_").map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        let mapped = match key.as_str() {
+            "env" => "environment".to_owned(),
+            "listen" => "server.listen".to_owned(),
+            "data_dir" => "server.data_dir".to_owned(),
+            "database_url" => "database.url".to_owned(),
+            "admin_token" => "auth.admin_tokens".to_owned(),
+            "api_token" => "auth.api_tokens".to_owned(),
+            "engine" => "engine.kind".to_owned(),
+            "log_format" => "log.format".to_owned(),
+            other => other.replace("__", "."),
+        };
+        mapped.into()
+    })
+}
+
+/// Loads the configuration: `file` (if given), its environment overrides, the `POCWHISP_*`
+/// variables and `flags`, over the defaults of the environment chosen (by `--env`,
+/// `POCWHISP_ENV`, or `environment:` in the file).
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming the first bad key: unknown, of the wrong type, or invalid.
+pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+    let file_layer = || match file {
+        Some(path) => Figment::from(Yaml::file_exact(path)),
+        None => Figment::new(),
+    };
+    // The environment decides the defaults and the overrides, so it is read first.
+    let environment: Environment = Figment::from(Serialized::defaults(Config::default()))
+        .merge(file_layer())
+        .merge(
+            Env::prefixed("POCWHISP_")
+                .only(&["env"])
+                .map(|_| "environment".into()),
+        )
+        .merge(Serialized::defaults(flags.as_dict()))
+        .extract_inner("environment")?;
+    let overrides = file_layer().focus(&format!("environments.{environment}"));
+    let config: Config = Figment::from(Serialized::defaults(Config::for_environment(environment)))
+        .merge(file_layer())
+        .merge(overrides)
+        .merge(environment_variables())
+        .merge(Serialized::defaults(flags.as_dict()))
+        .extract()?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// The configuration as YAML with every secret masked (the database password too), for
+/// `check-config`.
+///
+/// # Panics
+///
+/// Never: the configuration is plain data that YAML can represent.
+pub fn masked_yaml(config: &Config) -> String {
+    // Through JSON's data model, so enums print as the maps the file takes
+    // (`key: {identity: ...}`), not as YAML tags.
+    let mut value = serde_json::to_value(config).expect("the configuration serializes");
+    if let Some(url) = config.database.url.as_ref() {
+        value["database"]["url"] = serde_json::Value::from(mask_password(url.expose()));
+    }
+    serde_yaml::to_string(&value).expect("the configuration serializes")
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:****@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "****".to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}:****@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogFormat;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pocwhisp.yaml")
+    }
+
+    #[test]
+    fn the_shipped_file_states_the_defaults_of_every_environment() {
+        for environment in [
+            Environment::Development,
+            Environment::Staging,
+            Environment::Production,
+        ] {
+            let flags = Overrides {
+                environment: Some(environment),
+                ..Overrides::default()
+            };
+            let mut loaded = load(Some(&shipped()), &flags).unwrap();
+            let mut defaults = Config::for_environment(environment);
+            // The file turns JSON logs on outside development; that is its one choice.
+            if environment != Environment::Development {
+                assert_eq!(loaded.log.format, LogFormat::Json);
+                defaults.log.format = LogFormat::Json;
+            }
+            loaded.environments.clear();
+            assert_eq!(loaded, defaults, "{environment}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_documents_every_key() {
+        let text = std::fs::read_to_string(shipped()).unwrap();
+        fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = value {
+                for (key, value) in map {
+                    out.push(key.clone());
+                    keys(value, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        keys(&serde_json::to_value(Config::default()).unwrap(), &mut all);
+        for key in all {
+            assert!(text.contains(&format!("{key}:")), "`{key}` is not in the shipped file");
+        }
+    }
+
+    #[test]
+    fn passwords_are_masked_and_the_rest_kept() {
+        assert_eq!(
+            mask_password("postgres://app:s3cr%40t@db.internal:5432/pocwhisp"),
+            "postgres://app:****@db.internal:5432/pocwhisp"
+        );
+        assert_eq!(
+            mask_password("postgres://app@db/x"),
+            "postgres://app:****@db/x"
+        );
+        assert_eq!(mask_password("host=db password=x"), "****");
+    }
+}

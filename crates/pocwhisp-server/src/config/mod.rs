@@ -1,0 +1,688 @@
+//! The server's configuration: the model (this file, with the guide's defaults), loading it
+//! from a YAML file, its `environments:` section, `POCWHISP_*` variables and flags
+//! ([`load`]), and the checks serde cannot express ([`Config::validate`]).
+//!
+//! Every struct refuses unknown keys, so a misspelt key is an error at start that names it,
+//! not a setting silently ignored.
+
+mod load;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use perf_middleware::load_shed::LoadShedConfig;
+use perf_middleware::rate_limit::RateLimitConfig;
+use serde::{Deserialize, Serialize};
+
+pub use load::{ConfigError, Overrides, load, masked_yaml};
+pub(crate) use units::split_secrets;
+pub use units::{ByteSize, Secret};
+
+/// Where the server runs; selects the `environments:` overrides and some defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// A developer's machine: a generated admin token when none is configured.
+    #[default]
+    Development,
+    /// A production-like deployment for testing.
+    Staging,
+    /// Production: the guide's production pool sizes and sampling interval.
+    Production,
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which environment this is (`POCWHISP_ENV`).
+    pub environment: Environment,
+    /// Listening and connections.
+    pub server: ServerConfig,
+    /// Log lines.
+    pub log: LogConfig,
+    /// Bearer tokens.
+    pub auth: AuthConfig,
+    /// PostgreSQL, when set; otherwise the embedded store in the data directory.
+    pub database: DatabaseConfig,
+    /// The pool that runs transcription jobs.
+    pub request_pool: RequestPoolConfig,
+    /// The response cache and its warm-up.
+    pub cache: CacheConfig,
+    /// Response compression and validators.
+    pub response: ResponseConfig,
+    /// Per-client rate limits (perf-middleware's own configuration).
+    pub rate_limit: RateLimitConfig,
+    /// Load shedding (perf-middleware's own configuration).
+    pub load_shed: LoadShedConfig,
+    /// Circuit breakers around dependencies.
+    pub breaker: BreakerConfig,
+    /// Sampling and history.
+    pub monitoring: MonitoringConfig,
+    /// The memory guard.
+    pub memory: MemoryConfig,
+    /// Health thresholds, as the guide's targets table.
+    pub thresholds: ThresholdsConfig,
+    /// The speech engine.
+    pub engine: EngineConfig,
+    /// Upload limits.
+    pub audio: AudioConfig,
+    /// Transcription jobs.
+    pub jobs: JobsConfig,
+    /// Overrides per environment, merged over the rest of the file.
+    #[serde(skip_serializing)]
+    pub environments: BTreeMap<Environment, serde_yaml::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::for_environment(Environment::Development)
+    }
+}
+
+impl Config {
+    /// The defaults of `environment` (the guide's table: production has larger pools and
+    /// samples less often).
+    pub fn for_environment(environment: Environment) -> Self {
+        let production = environment == Environment::Production;
+        Config {
+            environment,
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            database: DatabaseConfig {
+                max_open_conns: if production { 100 } else { 25 },
+                max_idle_conns: if production { 10 } else { 5 },
+                ..DatabaseConfig::default()
+            },
+            request_pool: RequestPoolConfig::default(),
+            cache: CacheConfig::default(),
+            response: ResponseConfig::default(),
+            rate_limit: RateLimitConfig {
+                metrics_prefix: "pocwhisp_rate_limit".to_owned(),
+                ..RateLimitConfig::default()
+            },
+            load_shed: LoadShedConfig {
+                max_in_flight: 1000,
+                low_priority_paths: vec!["POST /api/v1/transcribe".to_owned()],
+                metrics_prefix: "pocwhisp_load_shed".to_owned(),
+                ..LoadShedConfig::default()
+            },
+            breaker: BreakerConfig::default(),
+            monitoring: MonitoringConfig {
+                metrics_update_interval: Duration::from_secs(if production { 30 } else { 10 }),
+                ..MonitoringConfig::default()
+            },
+            memory: MemoryConfig {
+                limit: if production {
+                    MemoryLimit::Auto
+                } else {
+                    MemoryLimit::Unset
+                },
+            },
+            thresholds: ThresholdsConfig::default(),
+            engine: EngineConfig::default(),
+            audio: AudioConfig::default(),
+            jobs: JobsConfig::default(),
+            environments: BTreeMap::new(),
+        }
+    }
+
+    /// The checks that need more than one field or more than a type.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the key and what was expected.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, expected: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                expected: expected.to_owned(),
+            })
+        };
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "at least 1");
+        }
+        if self.server.max_header_bytes.0 < 8192 {
+            return invalid("server.max_header_bytes", "at least 8KiB");
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.request_timeout", self.server.request_timeout),
+            (
+                "monitoring.metrics_update_interval",
+                self.monitoring.metrics_update_interval,
+            ),
+            ("jobs.lease", self.jobs.lease),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "a duration longer than zero");
+            }
+        }
+        if self.monitoring.retention < self.monitoring.metrics_update_interval {
+            return invalid(
+                "monitoring.retention",
+                "at least one metrics_update_interval",
+            );
+        }
+        if self.request_pool.max_concurrent == 0 || self.request_pool.queue_size == 0 {
+            return invalid(
+                "request_pool.max_concurrent",
+                "at least 1 (and queue_size at least 1)",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.cache.hit_rate_target) {
+            return invalid("cache.hit_rate_target", "a share between 0 and 1");
+        }
+        if self.response.compression_level > 9 {
+            return invalid("response.compression_level", "0 to 9");
+        }
+        if self.audio.min_duration >= self.audio.max_duration {
+            return invalid("audio.min_duration", "shorter than audio.max_duration");
+        }
+        if !(1..=2).contains(&self.audio.max_channels) {
+            return invalid("audio.max_channels", "1 or 2");
+        }
+        if self.jobs.max_attempts == 0 {
+            return invalid("jobs.max_attempts", "at least 1");
+        }
+        for token in &self.auth.tokens {
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    "auth.tokens.sha256",
+                    "the SHA-256 of the token as 64 hex digits (`printf %s TOKEN | sha256sum`)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Listening and connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on (`POCWHISP_LISTEN`, `--listen`).
+    pub listen: SocketAddr,
+    /// Where the embedded store and the audio live (`POCWHISP_DATA_DIR`, `--data-dir`).
+    pub data_dir: PathBuf,
+    /// A client has this long to send a request's headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// The request line and headers together may not exceed this (431 otherwise).
+    pub max_header_bytes: ByteSize,
+    /// Keep connections open between requests.
+    pub keep_alive: bool,
+    /// Connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// The deadline of a request (answered 504), uploads excepted.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: ByteSize(64 << 10),
+            keep_alive: true,
+            max_connections: 10_000,
+            request_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json` (`--log-format`).
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `pocwhisp_server=debug`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A role a token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Transcription routes.
+    User,
+    /// Everything: performance, cache, debug and metrics routes too.
+    Admin,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// A token configured by its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (an identity in logs and rate limits).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+}
+
+/// Bearer tokens.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Tokens stored as hashes.
+    pub tokens: Vec<TokenConfig>,
+    /// Admin tokens in clear (`POCWHISP_ADMIN_TOKEN`, one or several separated by commas).
+    #[serde(deserialize_with = "units::comma_separated")]
+    pub admin_tokens: Vec<Secret>,
+    /// User tokens in clear (`POCWHISP_API_TOKEN`, likewise).
+    #[serde(deserialize_with = "units::comma_separated")]
+    pub api_tokens: Vec<Secret>,
+}
+
+/// PostgreSQL, when `url` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host/db` (`POCWHISP_DATABASE_URL`); unset for the embedded
+    /// store.
+    pub url: Option<Secret>,
+    /// Connections open at most.
+    pub max_open_conns: usize,
+    /// Idle connections kept at most.
+    pub max_idle_conns: usize,
+    /// A connection older than this is replaced.
+    #[serde(with = "humantime_serde")]
+    pub conn_max_lifetime: Duration,
+    /// A connection idle longer than this is closed.
+    #[serde(with = "humantime_serde")]
+    pub conn_max_idle_time: Duration,
+    /// The server cancels statements running longer than this.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Queries slower than this are counted as slow.
+    #[serde(with = "humantime_serde")]
+    pub slow_query_threshold: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_open_conns: 25,
+            max_idle_conns: 5,
+            conn_max_lifetime: Duration::from_secs(3600),
+            conn_max_idle_time: Duration::from_secs(600),
+            statement_timeout: Duration::from_secs(30),
+            slow_query_threshold: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The pool that runs transcription jobs (the guide's `request_pool`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestPoolConfig {
+    /// Tasks running at once.
+    pub max_concurrent: usize,
+    /// Tasks waiting at most.
+    pub queue_size: usize,
+    /// Decoders running at once; 0 for one per core.
+    pub workers: usize,
+    /// Longest wait in the queue.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for RequestPoolConfig {
+    fn default() -> Self {
+        RequestPoolConfig {
+            max_concurrent: 1000,
+            queue_size: 5000,
+            workers: 0,
+            queue_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The response cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The hit rate the health check expects.
+    pub hit_rate_target: f64,
+    /// Time between warm-up runs.
+    #[serde(with = "humantime_serde")]
+    pub warmup_schedule: Duration,
+    /// Keep compressed variants of cached responses.
+    pub compression_enabled: bool,
+    /// Bytes of responses kept at most.
+    pub capacity: ByteSize,
+    /// Lifetime of a cached response.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            hit_rate_target: 0.85,
+            warmup_schedule: Duration::from_secs(300),
+            compression_enabled: true,
+            capacity: ByteSize::mib(64),
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Response compression and validators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseConfig {
+    /// Bodies smaller than this are sent as they are.
+    pub compression_min_size: usize,
+    /// gzip level, 0 to 9.
+    pub compression_level: u32,
+    /// ETags and `304 Not Modified` on cached reads.
+    pub enable_etag: bool,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            compression_min_size: 1024,
+            compression_level: 6,
+            enable_etag: true,
+        }
+    }
+}
+
+/// Circuit breakers around dependencies (the store, remote engines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open a breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe.
+    #[serde(with = "humantime_serde")]
+    pub reset_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            reset_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sampling and history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Time between snapshots.
+    #[serde(with = "humantime_serde")]
+    pub metrics_update_interval: Duration,
+    /// Requests slower than this are logged at warn.
+    #[serde(with = "humantime_serde")]
+    pub slow_request_threshold: Duration,
+    /// How much history to keep.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            metrics_update_interval: Duration::from_secs(10),
+            slow_request_threshold: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The memory limit: none, the container's (`auto`), or bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryLimit {
+    /// No guard.
+    #[default]
+    Unset,
+    /// 90 % of the cgroup's limit, if the process runs under one.
+    Auto,
+    /// This many bytes.
+    Bytes(ByteSize),
+}
+
+impl Serialize for MemoryLimit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MemoryLimit::Unset => serializer.serialize_none(),
+            MemoryLimit::Auto => serializer.serialize_str("auto"),
+            MemoryLimit::Bytes(bytes) => bytes.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Keyword(String),
+            Number(u64),
+        }
+        match Option::<Written>::deserialize(deserializer)? {
+            None => Ok(MemoryLimit::Unset),
+            Some(Written::Number(bytes)) => Ok(MemoryLimit::Bytes(ByteSize(bytes))),
+            Some(Written::Keyword(text)) if text.eq_ignore_ascii_case("auto") => {
+                Ok(MemoryLimit::Auto)
+            }
+            Some(Written::Keyword(text)) if text.eq_ignore_ascii_case("none") => {
+                Ok(MemoryLimit::Unset)
+            }
+            Some(Written::Keyword(text)) => text
+                .parse()
+                .map(MemoryLimit::Bytes)
+                .map_err(|reason| serde::de::Error::custom(format!("{reason}, `auto` or `none`"))),
+        }
+    }
+}
+
+/// The memory guard.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Above this, the server purges allocator arenas, shrinks caches and refuses new
+    /// uploads (503) until it is back under.
+    pub limit: MemoryLimit,
+}
+
+/// Warning and critical levels of one figure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    /// The warning level.
+    pub warning: f64,
+    /// The critical level.
+    pub critical: f64,
+}
+
+/// Health thresholds: the guide's targets table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdsConfig {
+    /// P95 latency, milliseconds (bad above).
+    pub latency_p95_ms: Levels,
+    /// CPU, percent of one core (bad above).
+    pub cpu_percent: Levels,
+    /// Resident memory, percent of the limit (bad above).
+    pub memory_percent: Levels,
+    /// Cache hit rate, a share (bad below).
+    pub cache_hit_rate: Levels,
+    /// Error rate, a share (bad above).
+    pub error_rate: Levels,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        ThresholdsConfig {
+            latency_p95_ms: Levels {
+                warning: 500.0,
+                critical: 1000.0,
+            },
+            cpu_percent: Levels {
+                warning: 80.0,
+                critical: 90.0,
+            },
+            memory_percent: Levels {
+                warning: 90.0,
+                critical: 95.0,
+            },
+            cache_hit_rate: Levels {
+                warning: 0.70,
+                critical: 0.50,
+            },
+            error_rate: Levels {
+                warning: 0.02,
+                critical: 0.05,
+            },
+        }
+    }
+}
+
+/// Which speech engine transcribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// PocketSphinx when its library is found, else none.
+    #[default]
+    Auto,
+    /// CMU PocketSphinx from Debian's packages; an error at start if it is missing.
+    Sphinx,
+    /// No engine: uploads are refused with 503 and the fix.
+    None,
+}
+
+/// The speech engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `auto`, `sphinx` or `none` (`POCWHISP_ENGINE`).
+    pub kind: EngineKind,
+    /// PocketSphinx's acoustic model, language model and dictionary.
+    pub sphinx_model_dir: PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            kind: EngineKind::Auto,
+            sphinx_model_dir: PathBuf::from("/usr/share/pocketsphinx/model/en-us"),
+        }
+    }
+}
+
+/// Upload limits (the original's WAV checks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// The largest upload.
+    pub max_upload: ByteSize,
+    /// The shortest audio accepted.
+    #[serde(with = "humantime_serde")]
+    pub min_duration: Duration,
+    /// The longest audio accepted.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// 1 or 2: stereo channels are two speakers.
+    pub max_channels: u16,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            max_upload: ByteSize::gib(1),
+            min_duration: Duration::from_secs(1),
+            max_duration: Duration::from_secs(30 * 60),
+            max_channels: 2,
+        }
+    }
+}
+
+/// Transcription jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// How long `?mode=sync` waits for the result before answering 202.
+    #[serde(with = "humantime_serde")]
+    pub sync_wait: Duration,
+    /// A claimed job is another worker's to take once this passes without a renewal.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Attempts before a job is `failed`.
+    pub max_attempts: u32,
+    /// Hosts a `callback_url` may point at; nothing else is ever called.
+    pub callback_hosts: Vec<String>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            sync_wait: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            callback_hosts: Vec::new(),
+        }
+    }
+}

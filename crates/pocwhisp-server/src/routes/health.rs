@@ -1,0 +1,172 @@
+//! `GET /api/v1/live`, `/ready` and `/health`: no token needed, never shed.
+//!
+//! - live: the process answers.
+//! - ready: storage is open and migrated; 503 with the reason (and `Retry-After`) until then.
+//! - health: each dependency (storage, engine, disk space of the data directory) with its
+//!   status; 503 when one is down.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::ApiError;
+use crate::state::AppState;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(health))
+}
+
+/// A status and, when it is not fine, why.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Status {
+    /// `alive`, `ready`, or `not_ready`.
+    status: &'static str,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// The process answers.
+#[utoipa::path(get, path = "/api/v1/live", tag = "health",
+    responses((status = 200, description = "The process is alive", body = Status)))]
+async fn live() -> Json<Status> {
+    Json(Status {
+        status: "alive",
+        reason: None,
+    })
+}
+
+/// Storage is open and migrated.
+#[utoipa::path(get, path = "/api/v1/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Status),
+        (status = 503, description = "Not ready, with the reason"),
+    ))]
+async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    match state.inner.readiness.reason() {
+        None => Ok(Json(Status {
+            status: "ready",
+            reason: None,
+        })),
+        Some(reason) => Err(ApiError::Unavailable {
+            message: format!("not ready: {reason}"),
+            retry_after: Duration::from_secs(2),
+        }),
+    }
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Component {
+    /// `ok`, `degraded` or `down`.
+    status: &'static str,
+    /// What was checked and found.
+    detail: String,
+}
+
+/// Every dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `ok` when every component is; `degraded`; `down` when one is down.
+    status: &'static str,
+    /// The server's version.
+    version: &'static str,
+    /// Seconds since start.
+    uptime_seconds: u64,
+    /// Storage, engine, disk.
+    components: std::collections::BTreeMap<&'static str, Component>,
+}
+
+/// Free space under which the disk is degraded, and down.
+const DISK_DEGRADED: f64 = 10.0;
+const DISK_DOWN: f64 = 2.0;
+
+/// Each dependency checked now.
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    responses(
+        (status = 200, description = "Every dependency up (some may be degraded)", body = Health),
+        (status = 503, description = "A dependency is down", body = Health),
+    ))]
+async fn health(State(state): State<AppState>) -> Response {
+    let mut components = std::collections::BTreeMap::new();
+    let store = &state.inner.store;
+    let storage = match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+        Ok(Ok(())) => Component {
+            status: "ok",
+            detail: format!("{} answers", store.backend()),
+        },
+        Ok(Err(error)) => Component {
+            status: "down",
+            detail: error.to_string(),
+        },
+        Err(_) => Component {
+            status: "down",
+            detail: format!("{} did not answer within 2 s", store.backend()),
+        },
+    };
+    components.insert("storage", storage);
+    components.insert("disk", disk(&state));
+    let worst = components
+        .values()
+        .map(|component| component.status)
+        .max_by_key(|status| match *status {
+            "ok" => 0,
+            "degraded" => 1,
+            _ => 2,
+        })
+        .unwrap_or("ok");
+    let code = if worst == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = Health {
+        status: worst,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.inner.started.elapsed().as_secs(),
+        components,
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Free space of the data directory's file system.
+fn disk(state: &AppState) -> Component {
+    let dir = &state.config().server.data_dir;
+    match rustix::fs::statvfs(dir) {
+        Ok(stats) => {
+            let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+            let total = stats.f_blocks.saturating_mul(stats.f_frsize).max(1);
+            let percent = free as f64 * 100.0 / total as f64;
+            let status = if percent < DISK_DOWN {
+                "down"
+            } else if percent < DISK_DEGRADED {
+                "degraded"
+            } else {
+                "ok"
+            };
+            Component {
+                status,
+                detail: format!(
+                    "{:.1} % free ({} MiB) in {}",
+                    percent,
+                    free >> 20,
+                    dir.display()
+                ),
+            }
+        }
+        Err(error) => Component {
+            status: "down",
+            detail: format!("cannot read {}: {error}", dir.display()),
+        },
+    }
+}

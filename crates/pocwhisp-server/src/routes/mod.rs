@@ -1,0 +1,54 @@
+//! The routes, one module per family, each with its own `router()`; [`router`] merges them
+//! and collects their OpenAPI descriptions from the same annotations.
+
+pub(crate) mod cache;
+pub(crate) mod debug;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod openapi;
+pub(crate) mod performance;
+
+use openapi::BearerAuth;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use perf_middleware::timeout::TimeoutLayer;
+
+use crate::config::Config;
+use crate::http::RouteLabelLayer;
+use crate::state::AppState;
+
+/// The OpenAPI document's frame; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "PocWhisp",
+        description = "Transcription API: upload audio, get speaker-labelled segments; performance, cache, health and metrics endpoints.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness, readiness and dependencies; no token needed"),
+        (name = "performance", description = "The profiler's figures, health, reports, trends and optimizer (admin)"),
+        (name = "cache", description = "The response cache (admin)"),
+        (name = "operations", description = "Prometheus metrics, CPU profiles and this document"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Every route family, with the document describing them. Each request gets the deadline
+/// of its family (`server.request_timeout`, longer for CPU profiles, which take as long as
+/// they are asked to), and every response its route template for the metrics and logs.
+pub(crate) fn router(config: &Config) -> OpenApiRouter<AppState> {
+    let deadline = TimeoutLayer::new(config.server.request_timeout);
+    let profile_deadline =
+        TimeoutLayer::new(perf_profiler::cpu::MAX_DURATION + config.server.request_timeout);
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router().route_layer(deadline))
+        .merge(performance::router().route_layer(deadline))
+        .merge(cache::router().route_layer(deadline))
+        .merge(metrics::router().route_layer(deadline))
+        .merge(openapi::router().route_layer(deadline))
+        .merge(debug::router().route_layer(profile_deadline))
+        .route_layer(RouteLabelLayer)
+}

@@ -1,0 +1,81 @@
+//! What every route shares: one `Clone` struct of handles.
+
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+use perf_cache::response::ResponseCacheLayer;
+use perf_cache::warmer::CacheWarmer;
+use perf_core::sync::{read, write};
+use perf_middleware::load_shed::LoadShedder;
+use perf_middleware::rate_limit::{KeyValue, RateLimiter};
+use perf_pool::manager::PoolManager;
+use perf_profiler::Profiler;
+use perf_profiler::cpu::CpuProfiler;
+use perf_profiler::optimizer::Optimizer;
+
+use crate::config::Config;
+use crate::memory::MemoryGuard;
+use crate::store::Store;
+
+/// The server's shared state.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) profiler: Profiler,
+    pub(crate) optimizer: Optimizer,
+    pub(crate) responses: ResponseCacheLayer,
+    pub(crate) warmer: CacheWarmer,
+    pub(crate) pools: PoolManager,
+    pub(crate) prometheus: PrometheusHandle,
+    pub(crate) cpu: CpuProfiler,
+    pub(crate) memory: MemoryGuard,
+    pub(crate) readiness: Readiness,
+    pub(crate) openapi: OnceLock<Bytes>,
+    pub(crate) started: Instant,
+    pub(crate) shedder: Option<LoadShedder>,
+    pub(crate) limiter: Option<RateLimiter<KeyValue>>,
+}
+
+impl AppState {
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The OpenAPI document, serialized once when the router was built.
+    pub(crate) fn openapi_json(&self) -> Bytes {
+        self.inner.openapi.get().cloned().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.inner.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the server can take traffic, and if not, why.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Readiness {
+    not_ready: Arc<RwLock<Option<String>>>,
+}
+
+impl Readiness {
+    /// Ready to serve.
+    pub(crate) fn set_ready(&self) {
+        *write(&self.not_ready) = None;
+    }
+
+    /// Why the server is not ready, if it is not.
+    pub(crate) fn reason(&self) -> Option<String> {
+        read(&self.not_ready).clone()
+    }
+}

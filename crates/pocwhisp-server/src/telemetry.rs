@@ -1,0 +1,36 @@
+//! Logs and metrics: the tracing subscriber (human or JSON lines), and the process-wide
+//! Prometheus recorder every crate's `metrics` calls record into.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Starts logging to stderr: `RUST_LOG` if set, else the configured level. Later calls (a
+/// second server in one test process) keep the first subscriber.
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The Prometheus recorder, installed on first use. Metric handles are resolved against the
+/// recorder when a layer or pool is built, so this runs before anything else is built.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            perf_middleware::metrics::install_prometheus()
+                .expect("the one recorder of the process installs once")
+        })
+        .clone()
+}

@@ -1,0 +1,151 @@
+//! The auth matrix: no token, a wrong token, a user on admin routes, an admin; public routes.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{ADMIN, USER, error_of, spawn_app};
+
+const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/performance/metrics"),
+    ("GET", "/api/v1/performance/health"),
+    ("GET", "/api/v1/performance/report"),
+    ("GET", "/api/v1/performance/trends?metric=cpu_usage_percent"),
+    ("POST", "/api/v1/performance/optimize?type=cache"),
+    ("GET", "/api/v1/cache/stats"),
+    ("POST", "/api/v1/cache/warmup"),
+    ("DELETE", "/api/v1/cache"),
+    ("GET", "/metrics"),
+];
+
+#[tokio::test]
+async fn admin_routes_need_an_admin_token() {
+    let app = spawn_app().await;
+    for (method, path) in ADMIN_ROUTES {
+        let method = method.parse().unwrap();
+        let none = app
+            .request(reqwest::Method::clone(&method), path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(none.headers()["www-authenticate"], "Bearer", "{path}");
+        let (status, body) = error_of(none).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{path}"
+        );
+
+        let wrong = app
+            .request(method.clone(), path)
+            .bearer_auth("made-up")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(wrong).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not valid"),
+            "{body}"
+        );
+
+        let user = app
+            .request(method.clone(), path)
+            .bearer_auth(USER)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(user).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+
+        let admin = app
+            .request(method, path)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        // Trends may have no samples yet (404); everything else answers.
+        assert!(
+            admin.status().is_success() || admin.status() == StatusCode::NOT_FOUND,
+            "{path}: {}",
+            admin.status()
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_routes_need_no_token_and_ignore_a_bad_one() {
+    let app = spawn_app().await;
+    for path in ["/api/v1/live", "/api/v1/ready", "/api/v1/health"] {
+        assert_eq!(app.get(path).send().await.unwrap().status(), 200, "{path}");
+        let with_bad_token = app.get(path).bearer_auth("made-up").send().await.unwrap();
+        assert_eq!(with_bad_token.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_in_another_scheme_is_no_token() {
+    let app = spawn_app().await;
+    let basic = app
+        .get("/metrics")
+        .header("authorization", format!("Basic {ADMIN}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(basic).await;
+    assert_eq!(status, 401);
+    assert!(body["message"].as_str().unwrap().contains("Bearer"));
+}
+
+#[tokio::test]
+async fn server_timing_goes_to_admins_only() {
+    let app = spawn_app().await;
+    let traced = |token: &'static str| {
+        app.get("/api/v1/live")
+            .bearer_auth(token)
+            .header("x-trace", "true")
+            .send()
+    };
+    let admin = traced(ADMIN).await.unwrap();
+    assert!(admin.headers().contains_key("server-timing"));
+    let user = traced(USER).await.unwrap();
+    assert!(!user.headers().contains_key("server-timing"));
+}
+
+#[tokio::test]
+async fn made_up_tokens_do_not_get_fresh_rate_limit_buckets() {
+    let app = crate::helpers::spawn_with(|config| {
+        config.rate_limit.requests_per_second = 1;
+        config.rate_limit.burst = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let response = app
+            .get("/api/v1/live")
+            .bearer_auth(format!("made-up-{n}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429],
+        "one bucket for the address"
+    );
+    let limited = app.get("/api/v1/live").send().await.unwrap();
+    assert!(limited.headers().contains_key("retry-after"));
+    let (_, body) = error_of(limited).await;
+    assert_eq!(body["error"], "rate_limited");
+    // A verified token has a bucket of its own.
+    let user = app
+        .get("/api/v1/live")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 200);
+}

@@ -1,0 +1,10 @@
+//! The server over loopback HTTP: each test builds a real `Application` on port 0 with a
+//! data directory of its own, or runs the real binary.
+
+mod helpers;
+
+mod auth;
+mod binary;
+mod errors;
+mod operations;
+mod protocol;
