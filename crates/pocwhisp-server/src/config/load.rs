@@ -246,7 +246,10 @@ mod tests {
         let mut all = Vec::new();
         keys(&serde_json::to_value(Config::default()).unwrap(), &mut all);
         for key in all {
-            assert!(text.contains(&format!("{key}:")), "`{key}` is not in the shipped file");
+            assert!(
+                text.contains(&format!("{key}:")),
+                "`{key}` is not in the shipped file"
+            );
         }
     }
 
