@@ -3,7 +3,9 @@
 //! [`Application::build`] is what the binary and the tests start.
 
 mod app;
+pub mod audio;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod memory;
 mod routes;

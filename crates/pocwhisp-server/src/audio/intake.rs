@@ -1,0 +1,201 @@
+//! Intake: an upload is streamed to a temporary file in the data directory while its
+//! SHA-256 is computed, so even a 1 GiB upload never sits in memory; once checked, it is
+//! fsynced and renamed to its hash (`audio/ab/abcd…`). The same audio uploaded twice is
+//! stored once.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::fs::File;
+use tokio::io::AsyncWriteExt;
+
+/// An upload being written.
+#[derive(Debug)]
+pub struct Receiving {
+    file: File,
+    path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+/// An upload written in full to a temporary file.
+#[derive(Debug)]
+pub struct Received {
+    /// The temporary file.
+    pub path: PathBuf,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// Why an upload could not be received.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum IntakeError {
+    /// More than the limit.
+    TooLarge(u64),
+    /// The disk refused.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntakeError::TooLarge(limit) => {
+                write!(f, "the upload is larger than the {limit} bytes accepted")
+            }
+            IntakeError::Io(error) => write!(f, "cannot store the upload: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for IntakeError {}
+
+impl From<std::io::Error> for IntakeError {
+    fn from(error: std::io::Error) -> Self {
+        IntakeError::Io(error)
+    }
+}
+
+impl Receiving {
+    /// Starts a temporary file in `data_dir/tmp` for an upload of at most `limit` bytes.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub async fn start(data_dir: &Path, limit: u64) -> Result<Self, IntakeError> {
+        let dir = data_dir.join("tmp");
+        tokio::fs::create_dir_all(&dir).await?;
+        let path = dir.join(format!("{}.part", uuid::Uuid::new_v4()));
+        let file = File::create(&path).await?;
+        Ok(Receiving {
+            file,
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        })
+    }
+
+    /// Appends `chunk`.
+    ///
+    /// # Errors
+    ///
+    /// [`IntakeError::TooLarge`] past the limit, or the file system's error.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), IntakeError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(IntakeError::TooLarge(self.limit));
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// The upload is complete: flushed and synced to disk.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub async fn finish(mut self) -> Result<Received, IntakeError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let sha256 = hex(&self.hasher.finalize_reset());
+        Ok(Received {
+            path: std::mem::take(&mut self.path),
+            sha256,
+            size: self.size,
+        })
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        // Abandoned (an error, a client gone): the partial file goes.
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Where audio with `sha256` lives, relative to the data directory.
+pub fn stored_name(sha256: &str) -> String {
+    format!("audio/{}/{sha256}", &sha256[..2])
+}
+
+/// Moves a checked upload to its content address (or drops it if that content is stored
+/// already) and syncs the directory, so the rename survives a crash. Returns the stored
+/// name.
+///
+/// # Errors
+///
+/// The file system's error.
+pub async fn keep(data_dir: &Path, received: Received) -> Result<String, IntakeError> {
+    let name = stored_name(&received.sha256);
+    let target = data_dir.join(&name);
+    let dir = target
+        .parent()
+        .expect("a stored name has a directory")
+        .to_path_buf();
+    tokio::fs::create_dir_all(&dir).await?;
+    if tokio::fs::try_exists(&target).await? {
+        tokio::fs::remove_file(&received.path).await?;
+    } else {
+        tokio::fs::rename(&received.path, &target).await?;
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)??;
+    }
+    Ok(name)
+}
+
+/// Drops a received upload that failed its checks.
+pub async fn discard(received: Received) {
+    let _ = tokio::fs::remove_file(&received.path).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn uploads_are_hashed_limited_and_stored_once() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut upload = Receiving::start(dir.path(), 1024).await.unwrap();
+        upload.write(b"hello ").await.unwrap();
+        upload.write(b"world").await.unwrap();
+        let received = upload.finish().await.unwrap();
+        assert_eq!(
+            received.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(received.size, 11);
+        let name = keep(dir.path(), received).await.unwrap();
+        assert_eq!(
+            tokio::fs::read(dir.path().join(&name)).await.unwrap(),
+            b"hello world"
+        );
+
+        let mut again = Receiving::start(dir.path(), 1024).await.unwrap();
+        again.write(b"hello world").await.unwrap();
+        let again = again.finish().await.unwrap();
+        let temp = again.path.clone();
+        assert_eq!(keep(dir.path(), again).await.unwrap(), name);
+        assert!(!temp.exists(), "the duplicate is not kept");
+
+        let mut big = Receiving::start(dir.path(), 4).await.unwrap();
+        assert!(matches!(
+            big.write(b"12345").await,
+            Err(IntakeError::TooLarge(4))
+        ));
+        drop(big);
+        let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        assert_eq!(leftovers, 0, "abandoned uploads leave nothing");
+    }
+}

@@ -1,0 +1,179 @@
+//! Speech engines behind one [`Transcriber`] trait, and what turns an engine's timed words
+//! into the API's transcript: segments per speaker split at pauses, stereo channels merged
+//! in time order ([`segments`]), and a summary ([`summary`]).
+
+mod segments;
+mod sphinx;
+pub mod summary;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use perf_pool::object::ObjectPool;
+use perf_pool::task::CancelToken;
+
+pub use segments::{segments_of, speakers_for};
+
+use crate::config::{EngineConfig, EngineKind};
+
+/// A recognised word with its time (seconds from the start of its channel) and the engine's
+/// confidence in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    /// The word as the engine spells it (fillers like `<sil>` included).
+    pub text: String,
+    /// Seconds.
+    pub start: f64,
+    /// Seconds.
+    pub end: f64,
+    /// 0 to 1.
+    pub confidence: f64,
+}
+
+/// The words between two pauses the engine detected.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Utterance {
+    /// In time order.
+    pub words: Vec<Word>,
+}
+
+/// Why an engine produced nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The engine cannot run on this machine; the message says how to fix it.
+    Unavailable(String),
+    /// The job was cancelled (its session deleted, the server stopping).
+    Cancelled,
+    /// The engine failed on this audio.
+    Failed(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Unavailable(reason) | EngineError::Failed(reason) => f.write_str(reason),
+            EngineError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// A speech engine: 16 kHz mono samples in, utterances of timed words out. Blocking: it runs
+/// on the task pool's blocking threads.
+pub trait Transcriber: Send + Sync {
+    /// The engine's name, recorded on each session (`sphinx`).
+    fn name(&self) -> &'static str;
+    /// The model, recorded on each session (`en-us`).
+    fn model(&self) -> &str;
+    /// Recognises one channel.
+    ///
+    /// # Errors
+    ///
+    /// An [`EngineError`].
+    fn transcribe(
+        &self,
+        samples: &[i16],
+        cancel: &CancelToken,
+    ) -> Result<Vec<Utterance>, EngineError>;
+}
+
+/// CMU PocketSphinx with Debian's English model; decoders pooled, since making one loads
+/// the models.
+pub struct SphinxEngine {
+    sphinx: Arc<sphinx::Sphinx>,
+    model_dir: PathBuf,
+    decoders: ObjectPool<Result<sphinx::Decoder, EngineError>>,
+}
+
+impl std::fmt::Debug for SphinxEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SphinxEngine")
+            .field("model_dir", &self.model_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SphinxEngine {
+    /// Loads the library and makes one decoder to check that the model loads; up to
+    /// `decoders` are kept for reuse.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Unavailable`] with the fix when the library or model is missing.
+    pub fn load(model_dir: PathBuf, decoders: usize) -> Result<Self, EngineError> {
+        let sphinx = sphinx::Sphinx::load()?;
+        let (pool_sphinx, pool_dir) = (Arc::clone(&sphinx), model_dir.clone());
+        let decoders =
+            ObjectPool::builder(move || sphinx::Decoder::new(Arc::clone(&pool_sphinx), &pool_dir))
+                .name("decoders")
+                .metrics_prefix("pocwhisp_pool")
+                .max_idle(decoders.max(1))
+                .build()
+                .map_err(|error| EngineError::Failed(error.to_string()))?;
+        // One decoder now, to check the model loads; it stays in the pool for the first job.
+        if let Err(error) = &*decoders.get() {
+            return Err(error.clone());
+        }
+        Ok(SphinxEngine {
+            sphinx,
+            model_dir,
+            decoders,
+        })
+    }
+}
+
+impl Transcriber for SphinxEngine {
+    fn name(&self) -> &'static str {
+        "sphinx"
+    }
+
+    fn model(&self) -> &str {
+        "en-us"
+    }
+
+    fn transcribe(
+        &self,
+        samples: &[i16],
+        cancel: &CancelToken,
+    ) -> Result<Vec<Utterance>, EngineError> {
+        let mut decoder = self.decoders.get();
+        if decoder.is_err() {
+            *decoder = sphinx::Decoder::new(Arc::clone(&self.sphinx), &self.model_dir);
+        }
+        let result = match &mut *decoder {
+            Ok(decoder) => decoder.decode(samples, cancel),
+            Err(error) => Err(error.clone()),
+        };
+        if decoder.as_ref().is_ok_and(|decoder| !decoder.reusable()) {
+            // Its state cannot be reset: the next job loads a fresh one.
+            *decoder = Err(EngineError::Failed("decoder spent".to_owned()));
+        }
+        result
+    }
+}
+
+/// The engine the configuration chose: `Ok(None)` when none is configured or found (`auto`
+/// on a machine without PocketSphinx), with the reason.
+///
+/// # Errors
+///
+/// [`EngineError::Unavailable`] when `sphinx` was asked for and cannot run.
+pub fn select(
+    config: &EngineConfig,
+    decoders: usize,
+) -> Result<Result<Arc<dyn Transcriber>, String>, EngineError> {
+    match config.kind {
+        EngineKind::None => Ok(Err(
+            "no speech engine is configured (engine.kind is none); set POCWHISP_ENGINE=sphinx or auto".to_owned(),
+        )),
+        EngineKind::Sphinx => {
+            let engine = SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)?;
+            Ok(Ok(Arc::new(engine)))
+        }
+        EngineKind::Auto => Ok(SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)
+            .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
+            .map_err(|error| error.to_string())),
+    }
+}
