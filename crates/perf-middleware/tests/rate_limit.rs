@@ -80,6 +80,42 @@ async fn over_quota_gets_429_with_standard_headers_and_the_handler_is_not_called
 }
 
 #[tokio::test(start_paused = true)]
+async fn nested_limits_report_the_one_closest_to_running_out() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let limiter = |quota: Quota| {
+        RateLimiter::builder(quota)
+            .clock(TokioClock::new())
+            .build()
+            .unwrap()
+    };
+    // A general limit outside a route's stricter one, as a server composes them.
+    let route = RateLimitLayer::new(limiter(Quota::per_hour(3)), BearerToken);
+    let general = RateLimitLayer::new(limiter(Quota::per_second(100).burst(200)), BearerToken);
+    let mut service = general.layer(route.layer(ok_service(calls.clone())));
+
+    let first = send(&mut service, as_token("a")).await.unwrap();
+    assert_eq!(header(&first, "ratelimit-limit"), "3");
+    assert_eq!(header(&first, "ratelimit-remaining"), "2");
+    assert_eq!(header(&first, "x-ratelimit-remaining"), "2");
+    send(&mut service, as_token("a")).await.unwrap();
+    send(&mut service, as_token("a")).await.unwrap();
+    let limited = send(&mut service, as_token("a")).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&limited, "ratelimit-limit"), "3");
+    assert_eq!(header(&limited, "ratelimit-remaining"), "0");
+    assert_eq!(header(&limited, "retry-after"), "1200");
+
+    // Where the general limit is the closer one, it is the one reported.
+    let tight = RateLimitLayer::new(limiter(Quota::per_second(1).burst(1)), BearerToken);
+    let loose = RateLimitLayer::new(limiter(Quota::per_hour(50)), BearerToken);
+    let mut service = tight.layer(loose.layer(ok_service(calls.clone())));
+    let response = send(&mut service, as_token("b")).await.unwrap();
+    assert_eq!(header(&response, "ratelimit-limit"), "1");
+    assert_eq!(header(&response, "ratelimit-remaining"), "0");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_limiter_is_shared_between_layers_and_clones() {
     let limiter = RateLimiter::global_with_clock(Quota::per_minute(3), TokioClock::new());
     let layer = RateLimitLayer::new(limiter.clone(), GlobalKey);

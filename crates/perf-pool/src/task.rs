@@ -81,7 +81,7 @@ impl Default for TaskPoolConfig {
 /// |---|---|
 /// | `{prefix}_queued`, `{prefix}_running` | gauges |
 /// | `{prefix}_completed_total`, `_failed_total`, `_rejected_total`, `_timed_out_total`, `_cancelled_total` | counters |
-/// | `{prefix}_wait_seconds` | gauge with `quantile` = 0.5, 0.95, 0.99: recent queue waits |
+/// | `{prefix}_wait_seconds` | histogram: each task's queue wait, recorded when it starts |
 struct Telemetry {
     queued: metrics::Gauge,
     running: metrics::Gauge,
@@ -90,7 +90,7 @@ struct Telemetry {
     rejected: metrics::Counter,
     timed_out: metrics::Counter,
     cancelled: metrics::Counter,
-    waits: [metrics::Gauge; 3],
+    wait: metrics::Histogram,
 }
 
 impl Telemetry {
@@ -107,20 +107,15 @@ impl Telemetry {
         }
         metrics::describe_gauge!(format!("{prefix}_queued"), "Tasks waiting");
         metrics::describe_gauge!(format!("{prefix}_running"), "Tasks running");
-        metrics::describe_gauge!(
+        metrics::describe_histogram!(
             format!("{prefix}_wait_seconds"),
             metrics::Unit::Seconds,
-            "Queue wait of recent tasks, by quantile"
+            "Time tasks waited in the queue before starting"
         );
         let labels = vec![metrics::Label::new("pool", name.to_owned())];
         let counter =
             |what: &str| metrics::counter!(format!("{prefix}_{what}_total"), labels.clone());
         let gauge = |what: &str| metrics::gauge!(format!("{prefix}_{what}"), labels.clone());
-        let wait = |quantile: &'static str| {
-            let mut labels = labels.clone();
-            labels.push(metrics::Label::new("quantile", quantile));
-            metrics::gauge!(format!("{prefix}_wait_seconds"), labels)
-        };
         Ok(Telemetry {
             queued: gauge("queued"),
             running: gauge("running"),
@@ -129,7 +124,7 @@ impl Telemetry {
             rejected: counter("rejected"),
             timed_out: counter("timed_out"),
             cancelled: counter("cancelled"),
-            waits: [wait("0.5"), wait("0.95"), wait("0.99")],
+            wait: metrics::histogram!(format!("{prefix}_wait_seconds"), labels.clone()),
         })
     }
 
@@ -141,13 +136,6 @@ impl Telemetry {
         self.rejected.absolute(stats.rejected);
         self.timed_out.absolute(stats.timed_out);
         self.cancelled.absolute(stats.cancelled);
-        for (gauge, wait) in self
-            .waits
-            .iter()
-            .zip([stats.wait_p50, stats.wait_p95, stats.wait_p99])
-        {
-            gauge.set(wait.as_secs_f64());
-        }
     }
 }
 
@@ -586,7 +574,9 @@ impl TaskPool {
             if state.waits.len() == WAIT_SAMPLES {
                 state.waits.pop_front();
             }
-            state.waits.push_back(next.enqueued.elapsed());
+            let waited = next.enqueued.elapsed();
+            state.waits.push_back(waited);
+            self.inner.telemetry.wait.record(waited.as_secs_f64());
             // The abort handle is in place before the pool lock is released, and a handle's
             // drop gives up under that lock: it sees either a queued task or a running one it
             // can abort, never one in between.

@@ -4,15 +4,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use perf_cache::response::ResponseCacheLayer;
-use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig};
+use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig, WarmupError};
+use perf_core::sync::{read, write};
 use perf_middleware::compression::CompressionConfig;
 use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
+use perf_middleware::rate_limit::{ConfiguredKey, Quota, RateLimitLayer, RateLimiter};
 use perf_pool::buffer::BufferPool;
 use perf_pool::manager::PoolManager;
+use perf_pool::task::TaskPool;
 use perf_profiler::Profiler;
 use perf_profiler::collect::LatencyLayer;
 use perf_profiler::cpu::CpuProfiler;
@@ -27,6 +30,7 @@ use crate::config::{Config, Role};
 use crate::http::{
     AuthenticateLayer, Principal, TokenSummary, Tokens, error_body, serve, trace::TraceLayer,
 };
+use crate::jobs::{Callbacks, Jobs, JobsSetup};
 use crate::memory::{MemoryGuard, Relief};
 use crate::state::{AppState, Readiness, Shared};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -145,6 +149,49 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|error| StartError::Bind(config.server.listen, error))?;
+        let workers = match config.request_pool.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            workers => workers,
+        };
+        let tasks = TaskPool::builder()
+            .max_concurrent(config.request_pool.max_concurrent)
+            .queue_size(config.request_pool.queue_size)
+            .queue_timeout(config.request_pool.queue_timeout)
+            .kind_limit(crate::jobs::KIND, workers)
+            .name("requests")
+            .metrics_prefix("pocwhisp_task_pool")
+            .build()
+            .map_err(invalid)?;
+        // Loading the engine reads its models (a second or two): off the runtime's threads.
+        let engine_config = config.engine.clone();
+        let engine =
+            tokio::task::spawn_blocking(move || crate::engine::select(&engine_config, workers))
+                .await
+                .map_err(invalid)?
+                .map_err(|error| {
+                    StartError::Config(format!("engine.kind is sphinx, but {error}"))
+                })?;
+        let (jobs, engine_problem) = match engine {
+            Ok(engine) => {
+                engine.register_pools(&pools);
+                let setup = JobsSetup {
+                    store: Arc::clone(&store),
+                    pool: tasks.clone(),
+                    workers,
+                    jobs: config.jobs.clone(),
+                    audio: config.audio.clone(),
+                    data_dir: config.server.data_dir.clone(),
+                    responses: responses.clone(),
+                    callbacks: Callbacks::new(config.jobs.callback_secret.clone()),
+                };
+                (Some(Jobs::new(setup, engine)), None)
+            }
+            Err(problem) => {
+                tracing::warn!(%problem, "no speech engine: uploads will be refused");
+                (None, Some(problem))
+            }
+        };
+        let uploads = upload_limit(&config)?;
         let readiness = Readiness::default();
         readiness.set_ready();
         let state = AppState {
@@ -164,10 +211,18 @@ impl Application {
                 started: Instant::now(),
                 shedder: performance.load_shedder().cloned(),
                 limiter: performance.rate_limiter().cloned(),
+                jobs,
+                engine_problem,
+                tasks,
+                store_stats: Default::default(),
+                router: Default::default(),
+                uploads,
+                read_host: RwLock::default(),
             }),
         };
         register_probes(&state);
         register_optimizations(&state);
+        register_warmup(&state);
         Ok(Application {
             listener,
             state,
@@ -192,13 +247,14 @@ impl Application {
     /// finish within `server.drain_timeout`.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let state = self.state;
-        let (router, openapi) = crate::routes::router(&state.inner.config).split_for_parts();
+        let (router, openapi) = crate::routes::router(&state).split_for_parts();
         let document = openapi.to_json().unwrap_or_default();
         let _ = state.inner.openapi.set(document.into());
         let router = router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(state.clone());
+        let _ = state.inner.router.set(router.clone());
         let config = Arc::clone(&state.inner.config);
         let service = ServiceBuilder::new()
             .map_response(error_body::render)
@@ -249,6 +305,19 @@ fn performance_config(config: &Config) -> PerformanceConfig {
         },
         server_timing_for_all: false,
     }
+}
+
+/// `jobs.uploads_per_hour` per caller, keyed as the general limit is.
+fn upload_limit(config: &Config) -> Result<RateLimitLayer<ConfiguredKey>, StartError> {
+    let per_hour = config.jobs.uploads_per_hour;
+    let limiter = RateLimiter::builder(Quota::per_hour(per_hour))
+        .max_keys(config.rate_limit.max_keys)
+        .metrics_prefix("pocwhisp_upload_rate_limit")
+        .build()
+        .map_err(|error| invalid(error.within("jobs.uploads_per_hour")))?;
+    let key = ConfiguredKey::new(&config.rate_limit.key)
+        .map_err(|error| invalid(error.within("rate_limit.key")))?;
+    Ok(RateLimitLayer::new(limiter, key).headers(config.rate_limit.headers))
 }
 
 /// The guide's targets table, from the configuration.
@@ -310,7 +379,51 @@ fn register_probes(state: &AppState) {
                 "memory_over_limit",
                 f64::from(u8::from(shared.memory.is_over())),
             );
+            let store = *read(&shared.store_stats);
+            snapshot.set("jobs_queued", store.jobs_queued as f64);
+            snapshot.set("jobs_running", store.jobs_running as f64);
+            let tasks = shared.tasks.stats();
+            snapshot.set("task_pool_queued", tasks.queued as f64);
+            snapshot.set("task_pool_running", tasks.running as f64);
         });
+}
+
+/// The warm-up: the most recently finished sessions, read again for their owners so that
+/// their next read is a cache hit.
+fn register_warmup(state: &AppState) {
+    let warm_state = state.clone();
+    state.inner.warmer.register("recent transcripts", move || {
+        let state = warm_state.clone();
+        async move { warm_recent_sessions(&state).await }
+    });
+}
+
+/// Sessions the warm-up reads again.
+const WARMUP_SESSIONS: u32 = 100;
+
+async fn warm_recent_sessions(state: &AppState) -> Result<usize, WarmupError> {
+    use tower::ServiceExt;
+    let shared = &state.inner;
+    // Entries are keyed by the host clients use; until one has read a session there is
+    // nothing to warm for.
+    let (Some(router), Some(host)) = (shared.router.get(), read(&shared.read_host).clone()) else {
+        return Ok(0);
+    };
+    let mut warmed = 0;
+    for (id, owner) in shared.store.recent_completed(WARMUP_SESSIONS).await? {
+        let mut request = http::Request::get(format!("/api/v1/transcribe/{id}"))
+            .header(http::header::HOST, host.clone())
+            .body(axum::body::Body::empty())?;
+        request.extensions_mut().insert(Principal {
+            identity: owner.into(),
+            role: Role::User,
+        });
+        let response = router.clone().oneshot(request).await?;
+        if response.status().is_success() {
+            warmed += 1;
+        }
+    }
+    Ok(warmed)
 }
 
 /// What `POST /performance/optimize` can do, each reporting real before and after figures.
@@ -397,6 +510,12 @@ pub(crate) fn publish_gauges(state: &AppState) {
     if let Some(limiter) = &shared.limiter {
         let _ = limiter.stats();
     }
+    let _ = shared.tasks.stats();
+    let _ = shared.uploads.limiter().stats();
+    let store = *read(&shared.store_stats);
+    metrics::gauge!("pocwhisp_jobs_queued").set(store.jobs_queued as f64);
+    metrics::gauge!("pocwhisp_jobs_running").set(store.jobs_running as f64);
+    metrics::gauge!("pocwhisp_sessions").set(store.sessions as f64);
 }
 
 /// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
@@ -416,13 +535,35 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
         state: state.clone(),
     });
     let guard = shared.memory.spawn(Duration::from_secs(1), relief);
+    let mut tasks = vec![upkeep, guard, refresh_store_stats(state)];
+    if let Some(jobs) = &shared.jobs {
+        tasks.push(jobs.spawn());
+    }
     // The sampler and warmer stop when their handles drop: hold them in a task that lives
     // as long as the others.
     let holder = tokio::spawn(async move {
         let _handles = (sampler, warmer);
         std::future::pending::<()>().await;
     });
-    vec![upkeep, guard, holder]
+    tasks.push(holder);
+    tasks
+}
+
+/// Keeps [`Shared::store_stats`](crate::state::Shared) current for the probes and gauges,
+/// which must not wait on the database.
+fn refresh_store_stats(state: &AppState) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(2));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match state.inner.store.stats().await {
+                Ok(stats) => *write(&state.inner.store_stats) = stats,
+                Err(error) => tracing::debug!(%error, "reading the job counts failed"),
+            }
+        }
+    })
 }
 
 /// What the memory guard does to the server's caches and pools.

@@ -9,15 +9,17 @@ use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::CacheWarmer;
 use perf_core::sync::{read, write};
 use perf_middleware::load_shed::LoadShedder;
-use perf_middleware::rate_limit::{KeyValue, RateLimiter};
+use perf_middleware::rate_limit::{ConfiguredKey, KeyValue, RateLimitLayer, RateLimiter};
 use perf_pool::manager::PoolManager;
+use perf_pool::task::TaskPool;
 use perf_profiler::Profiler;
 use perf_profiler::cpu::CpuProfiler;
 use perf_profiler::optimizer::Optimizer;
 
 use crate::config::Config;
+use crate::jobs::Jobs;
 use crate::memory::MemoryGuard;
-use crate::store::Store;
+use crate::store::{Store, StoreStats};
 
 /// The server's shared state.
 #[derive(Clone)]
@@ -41,6 +43,21 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) shedder: Option<LoadShedder>,
     pub(crate) limiter: Option<RateLimiter<KeyValue>>,
+    /// The job runner; `None` without a speech engine.
+    pub(crate) jobs: Option<Arc<Jobs>>,
+    /// Why there is no engine, and how to fix it.
+    pub(crate) engine_problem: Option<String>,
+    /// The pool jobs run on.
+    pub(crate) tasks: TaskPool,
+    /// Jobs and sessions in the store, refreshed in the background for the profiler.
+    pub(crate) store_stats: RwLock<StoreStats>,
+    /// The routes, for warm-up requests made from inside the server.
+    pub(crate) router: OnceLock<axum::Router>,
+    /// The upload quota per caller (`jobs.uploads_per_hour`).
+    pub(crate) uploads: RateLimitLayer<ConfiguredKey>,
+    /// The `Host` clients last read a session under: cached reads are keyed by it, so the
+    /// warm-up reads under it too.
+    pub(crate) read_host: RwLock<Option<http::HeaderValue>>,
 }
 
 impl AppState {

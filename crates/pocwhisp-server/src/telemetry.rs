@@ -29,8 +29,36 @@ pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            perf_middleware::metrics::install_prometheus()
-                .expect("the one recorder of the process installs once")
+            let handle = perf_middleware::metrics::install_prometheus()
+                .expect("the one recorder of the process installs once");
+            describe();
+            handle
         })
         .clone()
+}
+
+/// The server's own series (the crates describe theirs).
+fn describe() {
+    metrics::describe_gauge!(
+        "pocwhisp_jobs_queued",
+        "Transcription jobs waiting in the store, across every instance"
+    );
+    metrics::describe_gauge!(
+        "pocwhisp_jobs_running",
+        "Transcription jobs held by a worker, across every instance"
+    );
+    metrics::describe_gauge!("pocwhisp_sessions", "Sessions stored");
+    metrics::describe_counter!(
+        "pocwhisp_jobs_finished_total",
+        "Transcription jobs this process finished, by outcome (completed, failed, retried, cancelled)"
+    );
+    metrics::describe_histogram!(
+        "pocwhisp_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from claim to the stored transcript, for jobs this process completed"
+    );
+    metrics::describe_counter!(
+        "pocwhisp_callbacks_total",
+        "Callback delivery attempts, by outcome (delivered, retried, failed)"
+    );
 }

@@ -28,8 +28,21 @@ const LEGACY_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remain
 const LEGACY_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 impl RateLimitHeaders {
+    /// Writes `decision`'s fields, unless the response already reports a limit with fewer
+    /// requests remaining: with a general limit outside and a route's stricter one inside,
+    /// the client learns about the one it will hit first (as the IETF draft asks of several
+    /// policies).
     pub(crate) fn write(self, headers: &mut HeaderMap, decision: &Decision) {
         if self == RateLimitHeaders::None {
+            return;
+        }
+        let closer = [REMAINING, LEGACY_REMAINING].iter().find_map(|name| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u32>().ok())
+        });
+        if closer.is_some_and(|remaining| remaining < decision.remaining()) {
             return;
         }
         let limit = response::number(u64::from(decision.limit()));

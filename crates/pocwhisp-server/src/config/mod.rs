@@ -203,6 +203,15 @@ impl Config {
         if self.jobs.max_attempts == 0 {
             return invalid("jobs.max_attempts", "at least 1");
         }
+        if self.jobs.uploads_per_hour == 0 {
+            return invalid("jobs.uploads_per_hour", "at least 1");
+        }
+        if !self.jobs.callback_hosts.is_empty() && self.jobs.callback_secret.is_none() {
+            return invalid(
+                "jobs.callback_secret",
+                "a key to sign callbacks with when jobs.callback_hosts is set",
+            );
+        }
         for token in &self.auth.tokens {
             if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return invalid(
@@ -672,8 +681,13 @@ pub struct JobsConfig {
     pub lease: Duration,
     /// Attempts before a job is `failed`.
     pub max_attempts: u32,
+    /// Uploads each caller may make an hour (in a burst, then one every hour / this); the
+    /// original's transcription preset was 50.
+    pub uploads_per_hour: u32,
     /// Hosts a `callback_url` may point at; nothing else is ever called.
     pub callback_hosts: Vec<String>,
+    /// The key callbacks are signed with (HMAC-SHA256); without it, no callbacks.
+    pub callback_secret: Option<Secret>,
 }
 
 impl Default for JobsConfig {
@@ -682,7 +696,9 @@ impl Default for JobsConfig {
             sync_wait: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             max_attempts: 3,
+            uploads_per_hour: 50,
             callback_hosts: Vec::new(),
+            callback_secret: None,
         }
     }
 }

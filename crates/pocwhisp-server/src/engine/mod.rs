@@ -9,6 +9,7 @@ pub mod summary;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use perf_pool::manager::PoolManager;
 use perf_pool::object::ObjectPool;
 use perf_pool::task::CancelToken;
 
@@ -77,6 +78,10 @@ pub trait Transcriber: Send + Sync {
         samples: &[i16],
         cancel: &CancelToken,
     ) -> Result<Vec<Utterance>, EngineError>;
+
+    /// Lists the engine's pools (decoders, connections) on the server's pool manager, for
+    /// `/performance` and the metrics.
+    fn register_pools(&self, _pools: &PoolManager) {}
 }
 
 /// CMU PocketSphinx with Debian's English model; decoders pooled, since making one loads
@@ -151,6 +156,10 @@ impl Transcriber for SphinxEngine {
             *decoder = Err(EngineError::Failed("decoder spent".to_owned()));
         }
         result
+    }
+
+    fn register_pools(&self, pools: &PoolManager) {
+        pools.register_objects("decoders", &self.decoders);
     }
 }
 

@@ -1,7 +1,8 @@
 //! `GET /api/v1/live`, `/ready` and `/health`: no token needed, never shed.
 //!
 //! - live: the process answers.
-//! - ready: storage is open and migrated; 503 with the reason (and `Retry-After`) until then.
+//! - ready: storage is open and migrated; 503 with the reason (and `Retry-After`) until then;
+//!   `degraded` with the reason when there is no speech engine (reads still work).
 //! - health: each dependency (storage, engine, disk space of the data directory) with its
 //!   status; 503 when one is down.
 
@@ -29,7 +30,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// A status and, when it is not fine, why.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Status {
-    /// `alive`, `ready`, or `not_ready`.
+    /// `alive`, `ready`, `degraded` (serving, but uploads are refused) or `not_ready`.
     status: &'static str,
     /// Why not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,9 +55,18 @@ async fn live() -> Json<Status> {
     ))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     match state.inner.readiness.reason() {
+        // Without an engine the server still serves reads; it says why uploads are refused.
         None => Ok(Json(Status {
-            status: "ready",
-            reason: None,
+            status: if state.inner.jobs.is_some() {
+                "ready"
+            } else {
+                "degraded"
+            },
+            reason: state
+                .inner
+                .engine_problem
+                .as_ref()
+                .map(|problem| format!("uploads are refused: {problem}")),
         })),
         Some(reason) => Err(ApiError::Unavailable {
             message: format!("not ready: {reason}"),
@@ -116,6 +126,22 @@ async fn health(State(state): State<AppState>) -> Response {
     };
     components.insert("storage", storage);
     components.insert("disk", disk(&state));
+    let engine = match (&state.inner.jobs, &state.inner.engine_problem) {
+        (Some(jobs), _) => Component {
+            status: "ok",
+            detail: format!(
+                "{} ({}), {} jobs running here",
+                jobs.engine().name(),
+                jobs.engine().model(),
+                jobs.running()
+            ),
+        },
+        (None, problem) => Component {
+            status: "down",
+            detail: problem.clone().unwrap_or_default(),
+        },
+    };
+    components.insert("engine", engine);
     let worst = components
         .values()
         .map(|component| component.status)

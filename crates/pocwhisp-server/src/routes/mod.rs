@@ -7,6 +7,7 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod performance;
+pub(crate) mod transcribe;
 
 use openapi::BearerAuth;
 use utoipa::OpenApi;
@@ -14,7 +15,6 @@ use utoipa_axum::router::OpenApiRouter;
 
 use perf_middleware::timeout::TimeoutLayer;
 
-use crate::config::Config;
 use crate::http::RouteLabelLayer;
 use crate::state::AppState;
 
@@ -28,6 +28,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     tags(
+        (name = "transcription", description = "Upload audio and read the transcripts (user)"),
         (name = "health", description = "Liveness, readiness and dependencies; no token needed"),
         (name = "performance", description = "The profiler's figures, health, reports, trends and optimizer (admin)"),
         (name = "cache", description = "The response cache (admin)"),
@@ -39,11 +40,14 @@ pub(crate) struct ApiDoc;
 /// Every route family, with the document describing them. Each request gets the deadline
 /// of its family (`server.request_timeout`, longer for CPU profiles, which take as long as
 /// they are asked to), and every response its route template for the metrics and logs.
-pub(crate) fn router(config: &Config) -> OpenApiRouter<AppState> {
+pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let config = state.config();
     let deadline = TimeoutLayer::new(config.server.request_timeout);
     let profile_deadline =
         TimeoutLayer::new(perf_profiler::cpu::MAX_DURATION + config.server.request_timeout);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // Uploads take as long as the client sends; the routes set their own limits.
+        .merge(transcribe::router(state))
         .merge(health::router().route_layer(deadline))
         .merge(performance::router().route_layer(deadline))
         .merge(cache::router().route_layer(deadline))

@@ -279,7 +279,7 @@ pub struct StoreStats {
 
 /// The storage contract; see the [module docs](self). Object-safe, so the server holds an
 /// `Arc<dyn Store>` chosen by configuration.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + fmt::Debug {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

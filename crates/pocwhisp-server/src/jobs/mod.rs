@@ -1,0 +1,331 @@
+//! Transcription jobs: every accepted upload is a `processing_jobs` row, stored with its
+//! session. The runner claims jobs with a lease, runs them on perf-pool's priority
+//! `TaskPool` (at most one decoder per worker slot), renews the lease while a job runs, and
+//! stores the transcript, or the failure once a job has failed `max_attempts` times. A job
+//! whose process died is claimed again when its lease runs out; a job whose session was
+//! deleted loses its lease at the next renewal and is cancelled.
+
+mod callback;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use perf_cache::response::ResponseCacheLayer;
+use perf_pool::task::{CancelToken, TaskError, TaskPool};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+pub use callback::{Callbacks, SIGNATURE, validate_callback};
+
+use crate::audio::{decode, resample};
+use crate::config::{AudioConfig, JobsConfig};
+use crate::engine::{EngineError, Transcriber, segments_of, summary};
+use crate::store::{Job, SessionStatus, Store, Transcript};
+
+/// The kind jobs run as on the task pool, limited to the worker count.
+pub const KIND: &str = "transcription";
+
+/// A job finished (transcribed, or failed for good).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The session.
+    pub session_id: String,
+    /// Its status now.
+    pub status: SessionStatus,
+}
+
+/// The job runner of this process.
+pub struct Jobs {
+    store: Arc<dyn Store>,
+    engine: Arc<dyn Transcriber>,
+    pool: TaskPool,
+    workers: usize,
+    jobs: JobsConfig,
+    audio: AudioConfig,
+    data_dir: PathBuf,
+    /// Who holds the leases this process takes.
+    worker: String,
+    wake: Notify,
+    finished: broadcast::Sender<Finished>,
+    running: AtomicUsize,
+    responses: ResponseCacheLayer,
+    callbacks: Callbacks,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("worker", &self.worker)
+            .field("running", &self.running.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runner needs.
+#[derive(Debug)]
+pub struct JobsSetup {
+    /// The job table and sessions.
+    pub store: Arc<dyn Store>,
+    /// The task pool, with [`KIND`] limited to `workers`.
+    pub pool: TaskPool,
+    /// Jobs run at once by this process.
+    pub workers: usize,
+    /// Leases, attempts, callbacks.
+    pub jobs: JobsConfig,
+    /// Decoding limits.
+    pub audio: AudioConfig,
+    /// Where the audio is.
+    pub data_dir: PathBuf,
+    /// Cached reads of a session are dropped when its job ends.
+    pub responses: ResponseCacheLayer,
+    /// Delivers results to `callback_url`s.
+    pub callbacks: Callbacks,
+}
+
+impl Jobs {
+    /// A runner for `engine`; [`spawn`](Self::spawn) starts it.
+    pub fn new(setup: JobsSetup, engine: Arc<dyn Transcriber>) -> Arc<Self> {
+        let (finished, _) = broadcast::channel(1024);
+        Arc::new(Jobs {
+            store: setup.store,
+            engine,
+            pool: setup.pool,
+            workers: setup.workers.max(1),
+            jobs: setup.jobs,
+            audio: setup.audio,
+            data_dir: setup.data_dir,
+            worker: format!(
+                "{}-{}-{}",
+                rustix::system::uname().nodename().to_string_lossy(),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            wake: Notify::new(),
+            finished,
+            running: AtomicUsize::new(0),
+            responses: setup.responses,
+            callbacks: setup.callbacks,
+        })
+    }
+
+    /// The engine jobs run on.
+    pub fn engine(&self) -> &dyn Transcriber {
+        self.engine.as_ref()
+    }
+
+    /// A job was stored: look for it now rather than at the next poll.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Every job this process finishes, as it finishes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Finished> {
+        self.finished.subscribe()
+    }
+
+    /// Jobs running in this process now.
+    pub fn running(&self) -> usize {
+        self.running.load(Relaxed)
+    }
+
+    /// Claims and runs jobs until the handle is aborted: whenever a slot is free, on a wake
+    /// from an upload, and every second for jobs other instances stored or whose lease ran
+    /// out.
+    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        let jobs = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                while jobs.running() < jobs.workers {
+                    match jobs.store.claim_job(&jobs.worker, jobs.jobs.lease).await {
+                        Ok(Some(job)) => {
+                            backoff = Duration::from_millis(100);
+                            jobs.running.fetch_add(1, Relaxed);
+                            let runner = Arc::clone(&jobs);
+                            tokio::spawn(async move {
+                                runner.run(job).await;
+                                runner.running.fetch_sub(1, Relaxed);
+                                runner.wake.notify_one();
+                            });
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "claiming a job failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            break;
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = jobs.wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    }
+
+    /// Runs one claimed job to its end.
+    async fn run(self: &Arc<Self>, job: Job) {
+        let session_id = job.session.id.clone();
+        let started = Instant::now();
+        tracing::info!(session = %session_id, attempt = job.attempts, "transcribing");
+        let outcome = self.transcribe(&job).await;
+        let status = match outcome {
+            Ok(mut transcript) => {
+                transcript.processing_time = started.elapsed().as_secs_f64();
+                match self
+                    .store
+                    .complete_job(job.id, &self.worker, &transcript)
+                    .await
+                {
+                    Ok(true) => {
+                        metrics::histogram!("pocwhisp_job_duration_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        Some(SessionStatus::Completed)
+                    }
+                    Ok(false) => {
+                        tracing::info!(session = %session_id, "job no longer ours (deleted or taken over); result dropped");
+                        None
+                    }
+                    Err(error) => {
+                        // The lease runs out and another attempt stores it.
+                        tracing::warn!(session = %session_id, %error, "storing the transcript failed");
+                        None
+                    }
+                }
+            }
+            Err(JobError::Cancelled) => {
+                tracing::info!(session = %session_id, "job cancelled: its session was deleted or its lease lost");
+                finished("cancelled");
+                None
+            }
+            Err(JobError::Failed(reason)) => {
+                tracing::warn!(session = %session_id, attempt = job.attempts, %reason, "transcription failed");
+                match self
+                    .store
+                    .fail_job(job.id, &self.worker, &reason, self.jobs.max_attempts)
+                    .await
+                {
+                    Ok(SessionStatus::Failed) => Some(SessionStatus::Failed),
+                    Ok(_) => {
+                        finished("retried");
+                        None
+                    }
+                    Err(error) => {
+                        tracing::warn!(session = %session_id, %error, "recording the failure failed");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(status) = status {
+            finished(match status {
+                SessionStatus::Failed => "failed",
+                _ => "completed",
+            });
+            self.responses
+                .invalidate_path(&format!("/api/v1/transcribe/{session_id}"));
+            let _ = self.finished.send(Finished {
+                session_id: session_id.clone(),
+                status,
+            });
+            if let Some(url) = job.session.callback_url.clone() {
+                let callbacks = self.callbacks.clone();
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    callbacks.deliver(store.as_ref(), &session_id, &url).await;
+                });
+            }
+        }
+    }
+
+    /// The transcript of `job`'s audio: reused from an earlier session with the same audio
+    /// and engine, or decoded now on the task pool while the lease is renewed.
+    async fn transcribe(self: &Arc<Self>, job: &Job) -> Result<Transcript, JobError> {
+        let session = &job.session;
+        if let Ok(Some(transcript)) = self
+            .store
+            .transcript_of(&session.sha256, self.engine.name())
+            .await
+        {
+            tracing::info!(session = %session.id, "same audio transcribed before: reusing it");
+            return Ok(transcript);
+        }
+        let path = self.data_dir.join(&session.filename);
+        let engine = Arc::clone(&self.engine);
+        let audio = self.audio.clone();
+        let handle = self
+            .pool
+            .submit_blocking(KIND, 0, move |cancel| {
+                run_engine(engine.as_ref(), &path, &audio, &cancel)
+            })
+            .map_err(|_| JobError::Failed("the transcription queue is full".to_owned()))?;
+        let mut handle = std::pin::pin!(handle);
+        let mut renew = tokio::time::interval(self.jobs.lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut handle => {
+                    return match result {
+                        Ok(result) => result,
+                        Err(TaskError::Cancelled) => Err(JobError::Cancelled),
+                        Err(error) => Err(JobError::Failed(format!("the transcription task {error}"))),
+                    };
+                }
+                _ = renew.tick() => {
+                    match self.store.renew_lease(job.id, &self.worker, self.jobs.lease).await {
+                        // Dropping the handle cancels the decoder at its next block.
+                        Ok(false) => return Err(JobError::Cancelled),
+                        Ok(true) => {}
+                        Err(error) => tracing::warn!(session = %session.id, %error, "renewing the lease failed"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts a job's end in `pocwhisp_jobs_finished_total`.
+fn finished(outcome: &'static str) {
+    metrics::counter!("pocwhisp_jobs_finished_total", "outcome" => outcome).increment(1);
+}
+
+#[derive(Debug)]
+enum JobError {
+    Cancelled,
+    Failed(String),
+}
+
+/// Decodes, resamples and recognises each channel: the blocking part of a job.
+fn run_engine(
+    engine: &dyn Transcriber,
+    path: &std::path::Path,
+    audio: &AudioConfig,
+    cancel: &CancelToken,
+) -> Result<Transcript, JobError> {
+    let decoded =
+        decode::decode(path, audio).map_err(|error| JobError::Failed(error.to_string()))?;
+    let mut channels = Vec::with_capacity(decoded.channels.len());
+    for samples in &decoded.channels {
+        let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate)
+            .map_err(JobError::Failed)?;
+        let utterances = engine
+            .transcribe(&pcm, cancel)
+            .map_err(|error| match error {
+                EngineError::Cancelled => JobError::Cancelled,
+                other => JobError::Failed(other.to_string()),
+            })?;
+        channels.push(utterances);
+    }
+    let segments = segments_of(&channels);
+    Ok(Transcript {
+        summary: summary::summarize(&segments),
+        segments,
+        engine: engine.name().to_owned(),
+        model: engine.model().to_owned(),
+        processing_time: 0.0,
+    })
+}
