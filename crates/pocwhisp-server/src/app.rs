@@ -218,6 +218,7 @@ impl Application {
                 router: Default::default(),
                 uploads,
                 read_host: RwLock::default(),
+                audio_locks: Default::default(),
             }),
         };
         register_probes(&state);

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) router: OnceLock<axum::Router>,
     /// The upload quota per caller (`jobs.uploads_per_hour`).
     pub(crate) uploads: RateLimitLayer<ConfiguredKey>,
+    /// Storing and deleting audio files, one hash at a time.
+    pub(crate) audio_locks: crate::audio::intake::AudioLocks,
     /// The `Host` clients last read a session under: cached reads are keyed by it, so the
     /// warm-up reads under it too.
     pub(crate) read_host: RwLock<Option<http::HeaderValue>>,

@@ -60,18 +60,67 @@ fn format_of(codec: CodecType) -> Option<&'static str> {
     }
 }
 
+/// The container the first bytes announce, if any the server reads: told apart from
+/// symphonia's verdict so that a damaged WAV is "damaged", not "not audio".
+fn container_of(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'A',
+            b'V',
+            b'E',
+            ..,
+        ] => Some("WAV"),
+        [b'f', b'L', b'a', b'C', ..] => Some("FLAC"),
+        [b'O', b'g', b'g', b'S', ..] => Some("Ogg"),
+        [b'I', b'D', b'3', ..] => Some("MP3"),
+        [0xFF, second, ..] if second & 0xE0 == 0xE0 => Some("MP3"),
+        _ => None,
+    }
+}
+
 /// Reads the audio in `path` to the end: checks that it decodes and fits `limits`, and
-/// hands each block of samples (per channel) to `sink`.
+/// hands each block of samples (per channel) to `sink`. Hostile headers can make a
+/// decoder panic (a zero sample rate does in symphonia 0.5): that is a damaged file too.
 fn read(
+    path: &Path,
+    limits: &AudioConfig,
+    sink: impl FnMut(&[f32], usize),
+) -> Result<AudioInfo, AudioError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_checked(path, limits, sink)
+    }))
+    .unwrap_or_else(|_| {
+        Err(AudioError::Invalid(
+            "the audio headers contradict each other; the decoder cannot read them".to_owned(),
+        ))
+    })
+}
+
+fn read_checked(
     path: &Path,
     limits: &AudioConfig,
     mut sink: impl FnMut(&[f32], usize),
 ) -> Result<AudioInfo, AudioError> {
-    let file = File::open(path)
+    let mut file = File::open(path)
         .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
-    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+    let mut head = [0u8; 12];
+    let read = std::io::Read::read(&mut file, &mut head)
+        .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
+    if read == 0 {
         return Err(AudioError::Invalid("the upload is empty".to_owned()));
     }
+    let container = container_of(&head[..read]);
+    std::io::Seek::rewind(&mut file)
+        .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let probed = symphonia::default::get_probe()
         .format(
@@ -80,10 +129,18 @@ fn read(
             &FormatOptions::default(),
             &MetadataOptions::default(),
         )
-        .map_err(|_| {
-            AudioError::Unsupported(
+        .map_err(|error| match (container, error) {
+            (None, _) => AudioError::Unsupported(
                 "not a recognised audio format: send WAV, FLAC, MP3 or Ogg Vorbis".to_owned(),
-            )
+            ),
+            // symphonia also says "unsupported" of a missing chunk: only an encoding it
+            // names as unsupported is one.
+            (Some(name), SymphoniaError::Unsupported(what)) if what.contains("unsupported") => AudioError::Unsupported(format!(
+                "this {name} file uses an encoding the server does not decode ({what}): send PCM or float WAV, FLAC, MP3 or Ogg Vorbis"
+            )),
+            (Some(name), error) => {
+                AudioError::Invalid(format!("the {name} file is damaged: {error}"))
+            }
         })?;
     let mut reader = probed.format;
     let track = reader

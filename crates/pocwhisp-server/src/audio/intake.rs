@@ -155,6 +155,32 @@ pub async fn keep(data_dir: &Path, received: Received) -> Result<String, IntakeE
     Ok(name)
 }
 
+/// Serialises, per audio hash, storing a file with its session against deleting the last
+/// session that uses it: otherwise a delete could remove the file an upload of the same
+/// audio has just found in place, between that upload finding it and storing its session.
+#[derive(Debug)]
+pub struct AudioLocks {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for AudioLocks {
+    fn default() -> Self {
+        AudioLocks {
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl AudioLocks {
+    /// Holds the lock of the audio with `sha256` (hex) until the guard drops.
+    pub async fn lock(&self, sha256: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = u8::from_str_radix(sha256.get(..2).unwrap_or("00"), 16).unwrap_or(0);
+        self.stripes[usize::from(stripe) % self.stripes.len()]
+            .lock()
+            .await
+    }
+}
+
 /// Drops a received upload that failed its checks.
 pub async fn discard(received: Received) {
     let _ = tokio::fs::remove_file(&received.path).await;

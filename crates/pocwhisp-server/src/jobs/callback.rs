@@ -21,7 +21,7 @@ use sha2::Sha256;
 use crate::config::Secret;
 use crate::http::ApiError;
 use crate::session::SessionView;
-use crate::store::{Delivery, Store, rfc3339};
+use crate::store::{Delivery, Store};
 
 /// Tries per delivery.
 const TRIES: u32 = 5;
@@ -132,7 +132,7 @@ impl Callbacks {
                 attempt,
                 status_code,
                 error,
-                delivered_at: rfc3339(std::time::SystemTime::now()),
+                delivered_at: std::time::SystemTime::now(),
             };
             if let Err(error) = store.record_delivery(session_id, &delivery).await {
                 tracing::warn!(session = session_id, %error, "recording a callback delivery failed");

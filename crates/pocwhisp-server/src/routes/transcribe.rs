@@ -272,6 +272,7 @@ async fn upload(
         }
     };
     let (sha256, size) = (received.sha256.clone(), received.size);
+    let audio_lock = shared.audio_locks.lock(&sha256).await;
     let filename = intake::keep(&config.server.data_dir, received)
         .await
         .map_err(|error| ApiError::internal(format!("storing the upload: {error}")))?;
@@ -299,6 +300,7 @@ async fn upload(
         .create_session(&session)
         .await
         .map_err(store_error)?;
+    drop(audio_lock);
     jobs.notify();
     let location = format!("/api/v1/transcribe/{id}");
     if matches!(query.mode, Mode::Sync) {
@@ -513,13 +515,21 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let id = session_id(&id)?;
-    let deleted = state
-        .inner
-        .store
+    let store = &state.inner.store;
+    let not_found = || ApiError::NotFound(format!("no session {id}"));
+    let sha256 = store
+        .session(id, caller.owner())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?
+        .session
+        .sha256;
+    let _audio_lock = state.inner.audio_locks.lock(&sha256).await;
+    let deleted = store
         .delete_session(id, caller.owner())
         .await
         .map_err(store_error)?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+        .ok_or_else(not_found)?;
     let audio_deleted = !deleted.audio_in_use;
     if audio_deleted {
         let path = state.config().server.data_dir.join(&deleted.filename);

@@ -262,8 +262,14 @@ pub struct Delivery {
     pub status_code: Option<u16>,
     /// Why it failed, if it did.
     pub error: Option<String>,
-    /// When, as RFC 3339.
-    pub delivered_at: String,
+    /// When (RFC 3339 in JSON).
+    #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String)]
+    pub delivered_at: SystemTime,
+}
+
+fn as_rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
 /// Figures for the profiler and the health check.

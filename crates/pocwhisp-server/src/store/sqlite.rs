@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use super::{
     Deleted, Delivery, Job, ListQuery, NewSession, Page, Segment, Session, SessionDetail,
     SessionStatus, Store, StoreError, StoreFuture, StoreStats, Summary, Transcript, from_micros,
-    micros, rfc3339,
+    micros,
 };
 
 mod embedded {
@@ -626,7 +626,7 @@ impl Store for SqliteStore {
                         delivery.attempt,
                         delivery.status_code,
                         delivery.error,
-                        now()
+                        micros(delivery.delivered_at)
                     ],
                 )
                 .map_err(sql)?;
@@ -650,7 +650,7 @@ impl Store for SqliteStore {
                         attempt: row.get(1)?,
                         status_code: row.get(2)?,
                         error: row.get(3)?,
-                        delivered_at: rfc3339(from_micros(row.get(4)?)),
+                        delivered_at: from_micros(row.get(4)?),
                     })
                 })
                 .and_then(Iterator::collect)

@@ -1,15 +1,12 @@
 //! The real binary: configuration errors, `check-config`, `--version`, and a graceful
 //! shutdown on SIGTERM with a slow request in flight.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::io::AsyncBufReadExt;
 
-use crate::helpers::ADMIN;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_pocwhisp-server");
+use crate::helpers::{ADMIN, BINARY, start_binary};
 
 /// Runs the binary with `args` and `yaml` as its configuration file; exit code and stderr.
 fn run_with_config(
@@ -123,27 +120,7 @@ fn version_is_printed() {
 #[tokio::test]
 async fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
     let dir = TempDir::new().unwrap();
-    let mut child = tokio::process::Command::new(BINARY)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("POCWHISP_ADMIN_TOKEN", ADMIN)
-        .env_remove("POCWHISP_ENV")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The binary prints where it listens once it is bound.
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server starts")
-            .unwrap()
-            .expect("the server says where it listens");
-        if let Some(address) = line.strip_prefix("listening on ") {
-            break address.to_owned();
-        }
-    };
+    let (mut child, address) = start_binary(dir.path(), &[]).await;
     let client = reqwest::Client::new();
     // A slow request: a two-second CPU profile.
     let slow = tokio::spawn({

@@ -2,9 +2,13 @@
 //! data directory of its own, or runs the real binary.
 
 mod helpers;
+#[path = "../support/speech.rs"]
+mod speech;
 
 mod auth;
 mod binary;
 mod errors;
 mod operations;
 mod protocol;
+mod recovery;
+mod transcribe;

@@ -1,0 +1,872 @@
+//! `/api/v1/transcribe` with Debian's recorded speech: accuracy against the CLI, stereo,
+//! other formats, damaged uploads, modes, privacy between users, the cache, deletion,
+//! quotas, callbacks and running without an engine.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use pocwhisp_server::config::{EngineKind, Secret};
+
+use crate::helpers::{
+    ADMIN, OTHER_USER, USER, error_of, spawn_app, spawn_with, words_in, words_of_speaker,
+};
+use crate::speech::{cli_words, errors, recording, references};
+
+const FIRST: &str = "sense_and_sensibility_01_austen_64kb-0870";
+const SECOND: &str = "sense_and_sensibility_01_austen_64kb-0890";
+
+fn wav(id: &str) -> Vec<u8> {
+    std::fs::read(recording(id)).unwrap()
+}
+
+/// Runs sox (Debian's `sox` and `libsox-fmt-mp3`, which scripts/test installs).
+fn sox(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let status = std::process::Command::new("sox")
+        .args(args.iter().map(|arg| arg.as_ref()))
+        .status()
+        .expect("sox, from Debian (scripts/test installs it)");
+    assert!(status.success(), "sox failed");
+}
+
+#[tokio::test]
+async fn speech_through_the_api_is_heard_as_the_cli_hears_it() {
+    let app = spawn_app().await;
+    let (mut ours, mut cli, mut words) = (0, 0, 0);
+    for (id, reference) in references() {
+        let session = app.transcribe(USER, wav(&id)).await;
+        assert_eq!(session["status"], "completed", "{session}");
+        let heard = words_in(&session);
+        let expected = cli_words(&recording(&id));
+        assert_eq!(heard, expected, "{id}");
+        ours += errors(&reference, &heard);
+        cli += errors(&reference, &expected);
+        words += reference.len();
+        let metadata = &session["metadata"];
+        assert_eq!(metadata["format"], "wav");
+        assert_eq!(metadata["sample_rate"], 16_000);
+        assert_eq!(metadata["engine"], "sphinx");
+        assert!(session["summary"]["text"].is_string());
+    }
+    eprintln!(
+        "word error rate through the API {:.3}, CLI {:.3}",
+        ours as f64 / words as f64,
+        cli as f64 / words as f64
+    );
+    assert!(ours <= cli, "{ours} errors against the CLI's {cli}");
+}
+
+#[tokio::test]
+async fn a_stereo_file_gives_both_speakers_in_time_order() {
+    let app = spawn_app().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let stereo = dir.path().join("stereo.wav");
+    sox(&[&"-M", &recording(FIRST), &recording(SECOND), &stereo]);
+    let left = words_in(&app.transcribe(USER, wav(FIRST)).await);
+    let right = words_in(&app.transcribe(USER, wav(SECOND)).await);
+    let session = app.transcribe(USER, std::fs::read(&stereo).unwrap()).await;
+    assert_eq!(session["metadata"]["channels"], 2);
+    assert_eq!(words_of_speaker(&session, "left"), left);
+    assert_eq!(words_of_speaker(&session, "right"), right);
+    let starts: Vec<f64> = session["transcript"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|segment| segment["start_time"].as_f64().unwrap())
+        .collect();
+    assert!(starts.is_sorted(), "{starts:?}");
+}
+
+#[tokio::test]
+async fn flac_mp3_ogg_and_other_wav_layouts_give_the_same_words() {
+    let app = spawn_app().await;
+    let source = recording(SECOND);
+    let expected = words_in(&app.transcribe(USER, wav(SECOND)).await);
+    let dir = tempfile::TempDir::new().unwrap();
+    // The output options sox puts before the file name: MP3 at 128 kb/s (sox's default for
+    // 16 kHz mono is 32 kb/s, which loses words), WAV resampled and widened.
+    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
+        ("speech.flac", "flac", &[], &[]),
+        ("speech.mp3", "mp3", &["-C", "128"], &[]),
+        ("speech.ogg", "ogg", &[], &[]),
+        (
+            "speech-44k-24bit.wav",
+            "wav",
+            &["-b", "24"],
+            &["rate", "44100"],
+        ),
+    ];
+    for (name, format, before, after) in cases {
+        let path = dir.path().join(name);
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&source];
+        args.extend(
+            before
+                .iter()
+                .map(|arg: &&str| arg as &dyn AsRef<std::ffi::OsStr>),
+        );
+        args.push(&path);
+        args.extend(
+            after
+                .iter()
+                .map(|arg: &&str| arg as &dyn AsRef<std::ffi::OsStr>),
+        );
+        sox(&args);
+        let session = app.transcribe(USER, std::fs::read(&path).unwrap()).await;
+        assert_eq!(session["metadata"]["format"], format, "{name}");
+        assert_eq!(words_in(&session), expected, "{name}");
+    }
+}
+
+/// A WAV header over `data` with the given fields, each of which the corpus lies in.
+struct WavHeader {
+    format: u16,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+    fmt_size: u32,
+    data_size: Option<u32>,
+    riff_size: Option<u32>,
+}
+
+impl Default for WavHeader {
+    fn default() -> Self {
+        WavHeader {
+            format: 1,
+            channels: 1,
+            rate: 16_000,
+            bits: 16,
+            fmt_size: 16,
+            data_size: None,
+            riff_size: None,
+        }
+    }
+}
+
+impl WavHeader {
+    fn over(&self, data: &[u8]) -> Vec<u8> {
+        let block = self.channels.wrapping_mul(self.bits / 8);
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&self.format.to_le_bytes());
+        fmt.extend_from_slice(&self.channels.to_le_bytes());
+        fmt.extend_from_slice(&self.rate.to_le_bytes());
+        fmt.extend_from_slice(&self.rate.wrapping_mul(u32::from(block)).to_le_bytes());
+        fmt.extend_from_slice(&block.to_le_bytes());
+        fmt.extend_from_slice(&self.bits.to_le_bytes());
+        fmt.resize(self.fmt_size as usize, 0);
+        let mut body = b"WAVEfmt ".to_vec();
+        body.extend_from_slice(&self.fmt_size.to_le_bytes());
+        body.extend_from_slice(&fmt);
+        body.extend_from_slice(b"data");
+        let data_size = self.data_size.unwrap_or(data.len() as u32);
+        body.extend_from_slice(&data_size.to_le_bytes());
+        body.extend_from_slice(data);
+        let mut file = b"RIFF".to_vec();
+        let riff_size = self.riff_size.unwrap_or(body.len() as u32);
+        file.extend_from_slice(&riff_size.to_le_bytes());
+        file.extend_from_slice(&body);
+        file
+    }
+}
+
+#[tokio::test]
+async fn damaged_and_unsuitable_uploads_get_a_4xx_that_says_why() {
+    let app = spawn_with(|config| {
+        config.audio.max_upload.0 = 2 << 20;
+    })
+    .await;
+    let speech = wav(SECOND);
+    let samples = &speech[44..];
+    let mut noise = Vec::with_capacity(50_000);
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..50_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        noise.push(state as u8);
+    }
+    let header = WavHeader::default;
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        (
+            "random bytes",
+            noise.clone(),
+            "audio/wav",
+            415,
+            "not a recognised audio format",
+        ),
+        (
+            "RIFF then noise",
+            [b"RIFF".as_slice(), &noise].concat(),
+            "audio/wav",
+            415,
+            "not a recognised",
+        ),
+        (
+            "a truncated header",
+            speech[..30].to_vec(),
+            "audio/wav",
+            400,
+            "damaged",
+        ),
+        (
+            "a header and no samples",
+            speech[..44].to_vec(),
+            "audio/wav",
+            400,
+            "no audio samples",
+        ),
+        (
+            "an unknown format code",
+            WavHeader {
+                format: 0x1234,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            415,
+            "encoding",
+        ),
+        (
+            "a data chunk longer than the file",
+            WavHeader {
+                data_size: Some(0x7fff_fff0),
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "damaged",
+        ),
+        (
+            "a RIFF size shorter than its chunks",
+            WavHeader {
+                riff_size: Some(5),
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "damaged",
+        ),
+        (
+            "a fmt chunk longer than it is",
+            WavHeader {
+                fmt_size: 1000,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "damaged",
+        ),
+        (
+            "a fmt chunk cut short",
+            WavHeader {
+                fmt_size: 4,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "damaged",
+        ),
+        (
+            "a sample rate of zero",
+            WavHeader {
+                rate: 0,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "contradict",
+        ),
+        (
+            "a sample rate of 1 Hz",
+            WavHeader {
+                rate: 1,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            422,
+            "sample rate",
+        ),
+        (
+            "a sample rate of 4 GHz",
+            WavHeader {
+                rate: 4_000_000_000,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            422,
+            "sample rate",
+        ),
+        (
+            "zero channels",
+            WavHeader {
+                channels: 0,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "channel",
+        ),
+        (
+            "three channels",
+            WavHeader {
+                channels: 3,
+                bits: 16,
+                ..header()
+            }
+            .over(&samples[..samples.len() / 6 * 6]),
+            "audio/wav",
+            422,
+            "channels",
+        ),
+        (
+            "7-bit samples",
+            WavHeader {
+                bits: 7,
+                ..header()
+            }
+            .over(samples),
+            "audio/wav",
+            400,
+            "bits per sample",
+        ),
+        (
+            "half a second",
+            header().over(&samples[..16_000]),
+            "audio/wav",
+            422,
+            "shortest",
+        ),
+        ("an empty body", Vec::new(), "audio/wav", 400, "empty"),
+        (
+            "a text file sent as audio",
+            b"this is not audio\n".repeat(200),
+            "audio/mpeg",
+            415,
+            "not a recognised",
+        ),
+        (
+            "audio sent as text",
+            speech.clone(),
+            "text/plain",
+            415,
+            "content type",
+        ),
+        (
+            "more than audio.max_upload",
+            vec![0; 3 << 20],
+            "audio/wav",
+            413,
+            "larger than",
+        ),
+    ];
+    for (name, body, content_type, status, says) in cases {
+        let response = app.upload(USER, body, content_type, "").await;
+        let (got, error) = error_of(response).await;
+        assert_eq!(got, status, "{name}: {error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    // Multipart without the audio, and with it under another name.
+    for form in [
+        reqwest::multipart::Form::new().text("note", "no audio here"),
+        reqwest::multipart::Form::new().part(
+            "recording",
+            reqwest::multipart::Part::bytes(speech.clone()).file_name("a.wav"),
+        ),
+    ] {
+        let response = app
+            .request(reqwest::Method::POST, "/api/v1/transcribe")
+            .bearer_auth(USER)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = error_of(response).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (400, Some("missing_file"))
+        );
+    }
+    // Nothing was stored, and the server is as healthy as before.
+    let list: serde_json::Value = app
+        .get("/api/v1/transcribe")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["pagination"]["total"], 0, "{list}");
+    let health = app.get("/api/v1/health").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let session = app.transcribe(USER, speech).await;
+    assert_eq!(session["status"], "completed");
+    let leftovers: Vec<_> = std::fs::read_dir(app.data_dir.path().join("tmp"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "refused uploads leave no temporary file: {leftovers:?}"
+    );
+}
+
+#[tokio::test]
+async fn multipart_uploads_keep_the_file_name() {
+    let app = spawn_app().await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(wav(FIRST))
+            .file_name("meeting.wav")
+            .mime_str("audio/wav")
+            .unwrap(),
+    );
+    let response = app
+        .request(reqwest::Method::POST, "/api/v1/transcribe")
+        .bearer_auth(USER)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let session: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(session["original_name"], "meeting.wav");
+    assert_eq!(session["status"], "completed");
+}
+
+#[tokio::test]
+async fn async_uploads_answer_202_with_a_location_and_finish() {
+    let app = spawn_app().await;
+    let response = app
+        .upload(USER, wav(FIRST), "audio/wav", "?mode=async")
+        .await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    let id = accepted["session_id"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/transcribe/{id}"));
+    assert_eq!(accepted["location"], location);
+    assert_eq!(accepted["status"], "queued");
+    let session = app.finished(USER, id).await;
+    assert_eq!(session["status"], "completed");
+    assert!(session["processed_at"].is_string());
+
+    for query in [
+        "?mode=later",
+        "?mode=",
+        "?callback=http://x",
+        "?mode=sync&mode=async",
+    ] {
+        let (status, error) =
+            error_of(app.upload(USER, wav(FIRST), "audio/wav", query).await).await;
+        assert_eq!(status, 400, "{query}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_does_not_lose_its_upload() {
+    let app = spawn_app().await;
+    // Five recordings back to back: long enough that the transcription outlasts the client.
+    let dir = tempfile::TempDir::new().unwrap();
+    let joined = dir.path().join("joined.wav");
+    let mut files: Vec<std::path::PathBuf> =
+        references().iter().map(|(id, _)| recording(id)).collect();
+    files.push(joined.clone());
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = files.iter().map(|path| path as _).collect();
+    sox(&args);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}/api/v1/transcribe", app.base))
+        .bearer_auth(USER)
+        .header("content-type", "audio/wav")
+        .body(std::fs::read(&joined).unwrap())
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|error| error.is_timeout()));
+    let list: serde_json::Value = app
+        .get("/api/v1/transcribe")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["pagination"]["total"], 1,
+        "the upload was stored: {list}"
+    );
+    let id = list["sessions"][0]["session_id"].as_str().unwrap();
+    let session = app.finished(USER, id).await;
+    assert_eq!(session["status"], "completed");
+    assert!(words_in(&session).len() > 50);
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_sessions_and_admins_see_all() {
+    let app = spawn_app().await;
+    let mine = app.transcribe(USER, wav(FIRST)).await;
+    let id = mine["session_id"].as_str().unwrap();
+    let path = format!("/api/v1/transcribe/{id}");
+    // The owner's read is cached; another user's read of the same URL must not be served it.
+    for _ in 0..2 {
+        let read = app.get(&path).bearer_auth(USER).send().await.unwrap();
+        assert_eq!(read.status(), 200);
+    }
+    let theirs = app.get(&path).bearer_auth(OTHER_USER).send().await.unwrap();
+    let (status, _) = error_of(theirs).await;
+    assert_eq!(status, 404);
+    let list = |token: &'static str| {
+        let request = app.get("/api/v1/transcribe").bearer_auth(token);
+        async move {
+            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            body["pagination"]["total"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(list(OTHER_USER).await, 0);
+    assert_eq!(list(USER).await, 1);
+    assert_eq!(list(ADMIN).await, 1);
+    let deleted = app
+        .request(reqwest::Method::DELETE, &path)
+        .bearer_auth(OTHER_USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(deleted).await.0, 404);
+    let admin = app.get(&path).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(admin.status(), 200);
+    // Without a token, nothing.
+    let anonymous = app.get(&path).send().await.unwrap();
+    assert_eq!(error_of(anonymous).await.0, 401);
+    let forged = app.get(&path).bearer_auth("made-up").send().await.unwrap();
+    assert_eq!(error_of(forged).await.0, 401);
+}
+
+#[tokio::test]
+async fn reads_are_cached_privately_with_etags_until_deleted() {
+    let app = spawn_app().await;
+    let session = app.transcribe(USER, wav(FIRST)).await;
+    let path = format!(
+        "/api/v1/transcribe/{}",
+        session["session_id"].as_str().unwrap()
+    );
+    let first = app.get(&path).bearer_auth(USER).send().await.unwrap();
+    assert_eq!(first.headers()["cache-control"], "private, max-age=300");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let second = app.get(&path).bearer_auth(USER).send().await.unwrap();
+    assert_eq!(second.headers()["x-cache"], "HIT");
+    assert_eq!(second.headers()["etag"].to_str().unwrap(), etag);
+    let revalidated = app
+        .get(&path)
+        .bearer_auth(USER)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+
+    let deleted = app
+        .request(reqwest::Method::DELETE, &path)
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let gone = app.get(&path).bearer_auth(USER).send().await.unwrap();
+    assert_eq!(error_of(gone).await.0, 404, "the cached copy went with it");
+}
+
+#[tokio::test]
+async fn the_same_audio_is_stored_once_and_its_file_goes_with_the_last_session() {
+    let app = spawn_app().await;
+    let first = app.transcribe(USER, wav(FIRST)).await;
+    let second = app.transcribe(OTHER_USER, wav(FIRST)).await;
+    assert_eq!(first["metadata"]["sha256"], second["metadata"]["sha256"]);
+    assert_eq!(
+        words_in(&first),
+        words_in(&second),
+        "the transcript is reused"
+    );
+    let audio_files = || {
+        let hash = first["metadata"]["sha256"].as_str().unwrap();
+        let dir = app.data_dir.path().join("audio").join(&hash[..2]);
+        std::fs::read_dir(dir).map_or(0, |entries| entries.filter_map(Result::ok).count())
+    };
+    assert_eq!(audio_files(), 1);
+    let delete = |token: &'static str, session: &serde_json::Value| {
+        let path = format!(
+            "/api/v1/transcribe/{}",
+            session["session_id"].as_str().unwrap()
+        );
+        let request = app
+            .request(reqwest::Method::DELETE, &path)
+            .bearer_auth(token);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(delete(USER, &first).await["audio_deleted"], false);
+    assert_eq!(audio_files(), 1, "the other session still has it");
+    assert_eq!(delete(OTHER_USER, &second).await["audio_deleted"], true);
+    assert_eq!(audio_files(), 0);
+}
+
+#[tokio::test]
+async fn listings_page_filter_and_refuse_bad_values() {
+    let app = spawn_app().await;
+    for id in [FIRST, SECOND, FIRST] {
+        app.transcribe(USER, wav(id)).await;
+    }
+    let page = |query: &str| {
+        let request = app
+            .get(&format!("/api/v1/transcribe{query}"))
+            .bearer_auth(USER);
+        async move { request.send().await.unwrap() }
+    };
+    let body: serde_json::Value = page("?limit=2").await.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(body["pagination"]["total"], 3);
+    let body: serde_json::Value = page("?limit=2&offset=2").await.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 1);
+    let body: serde_json::Value = page("?status=completed").await.json().await.unwrap();
+    assert_eq!(body["pagination"]["total"], 3);
+    let body: serde_json::Value = page("?status=failed").await.json().await.unwrap();
+    assert_eq!(body["pagination"]["total"], 0);
+    for query in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=ten",
+        "?offset=-1",
+        "?status=lost",
+        "?colour=blue",
+        "?limit=99999999999999999999",
+    ] {
+        let (status, error) = error_of(page(query).await).await;
+        assert_eq!(status, 400, "{query}: {error}");
+    }
+    let (status, _) = error_of(
+        app.get("/api/v1/transcribe/not-a-uuid")
+            .bearer_auth(USER)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn uploads_over_the_hourly_quota_get_429_for_that_caller_only() {
+    let app = spawn_with(|config| config.jobs.uploads_per_hour = 2).await;
+    for _ in 0..2 {
+        let response = app
+            .upload(USER, wav(FIRST), "audio/wav", "?mode=async")
+            .await;
+        assert_eq!(response.status(), 202);
+        assert_eq!(response.headers()["ratelimit-limit"], "2");
+    }
+    let refused = app
+        .upload(USER, wav(FIRST), "audio/wav", "?mode=async")
+        .await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1700..=1800).contains(&retry_after), "{retry_after}");
+    let (status, error) = error_of(refused).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    let other = app
+        .upload(OTHER_USER, wav(FIRST), "audio/wav", "?mode=async")
+        .await;
+    assert_eq!(other.status(), 202);
+    // Reads are not uploads.
+    let list = app
+        .get("/api/v1/transcribe")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+}
+
+/// What a callback receiver saw: the signature header and the body of each POST.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A receiver on 127.0.0.1 that answers 503 to the first POST and 200 after.
+async fn receiver() -> (std::net::SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let seen = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let signature = headers
+                    .get("x-pocwhisp-signature")
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                let mut seen = seen.lock().unwrap();
+                seen.push((signature, body.to_vec()));
+                if seen.len() == 1 {
+                    http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
+#[tokio::test]
+async fn callbacks_are_signed_retried_and_recorded() {
+    let (address, received) = receiver().await;
+    let app = spawn_with(|config| {
+        config.jobs.callback_hosts = vec!["127.0.0.1".to_owned()];
+        config.jobs.callback_secret = Some(Secret::new("callback-key"));
+    })
+    .await;
+    let url = format!("http://{address}/hook");
+    let query = format!("?callback_url={url}");
+    let response = app.upload(USER, wav(FIRST), "audio/wav", &query).await;
+    assert_eq!(response.status(), 200);
+    let id = response.json::<serde_json::Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The first delivery is refused (503) and retried after about a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no retry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (signature, body) = received.lock().unwrap()[1].clone();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"callback-key").unwrap();
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert_eq!(signature, format!("sha256={expected}"));
+    let delivered: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(delivered["session_id"], id.as_str());
+    assert_eq!(delivered["status"], "completed");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let session: serde_json::Value = app
+            .get(&format!("/api/v1/transcribe/{id}"))
+            .bearer_auth(USER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let codes: Vec<_> = session["deliveries"]
+            .as_array()
+            .map(|deliveries| {
+                deliveries
+                    .iter()
+                    .map(|d| d["status_code"].clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if codes == [503, 200] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{session}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Nothing but the allowed hosts is ever called.
+    for bad in [
+        "http://169.254.169.254/latest/meta-data",
+        "https://127.0.0.1/hook",
+        "http://127.0.0.1.evil.example/hook",
+        "ftp://127.0.0.1/hook",
+        "not a url",
+    ] {
+        let query = format!("?callback_url={}", bad.replace(' ', "%20"));
+        let (status, error) =
+            error_of(app.upload(USER, wav(FIRST), "audio/wav", &query).await).await;
+        assert_eq!(status, 400, "{bad}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains("callback_url"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_an_engine_the_server_serves_and_says_why_uploads_are_refused() {
+    let app = spawn_with(|config| config.engine.kind = EngineKind::None).await;
+    let ready: serde_json::Value = app
+        .get("/api/v1/ready")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .contains("POCWHISP_ENGINE"),
+        "{ready}"
+    );
+    let health = app.get("/api/v1/health").send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["components"]["engine"]["status"], "down");
+    let refused = app.upload(USER, wav(FIRST), "audio/wav", "").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let (status, error) = error_of(refused).await;
+    assert_eq!(status, 503);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("POCWHISP_ENGINE"),
+        "{error}"
+    );
+    let list = app
+        .get("/api/v1/transcribe")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200, "reads still work");
+}

@@ -1,0 +1,395 @@
+//! The storage contract, once for every backend: each test runs against a fresh SQLite file
+//! and (with issue 12) a fresh PostgreSQL schema, and expects the same answers from both.
+
+use std::time::{Duration, SystemTime};
+
+use pocwhisp_server::store::{
+    Delivery, ListQuery, NewSession, Segment, SessionStatus, SqliteStore, Store, Summary,
+    Transcript,
+};
+use tempfile::TempDir;
+
+/// A store under test, with whatever keeps its database alive.
+struct Backend {
+    store: Box<dyn Store>,
+    _keep: TempDir,
+}
+
+/// A fresh store of every backend.
+async fn backends() -> Vec<Backend> {
+    let dir = TempDir::new().unwrap();
+    let sqlite = SqliteStore::open(dir.path()).await.expect("SQLite opens");
+    vec![Backend {
+        store: Box::new(sqlite),
+        _keep: dir,
+    }]
+}
+
+fn session(id: &str, owner: &str, sha256: &str, created_secs: u64) -> NewSession {
+    NewSession {
+        id: id.to_owned(),
+        owner: owner.to_owned(),
+        filename: format!("{sha256}.audio"),
+        original_name: format!("{id}.wav"),
+        sha256: sha256.to_owned(),
+        duration: 7.1,
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 24,
+        format: "wav".to_owned(),
+        file_size: 1_234_567,
+        callback_url: None,
+        priority: 0,
+        created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + created_secs),
+    }
+}
+
+fn transcript(text: &str) -> Transcript {
+    Transcript {
+        segments: vec![
+            Segment {
+                speaker: "left".to_owned(),
+                start_time: 0.25,
+                end_time: 1.5,
+                text: text.to_owned(),
+                confidence: 0.75,
+            },
+            Segment {
+                speaker: "right".to_owned(),
+                start_time: 1.0,
+                end_time: 2.0,
+                text: "and the other side".to_owned(),
+                confidence: 0.5,
+            },
+        ],
+        summary: Some(Summary {
+            text: text.to_owned(),
+            key_points: vec!["one (1×)".to_owned(), "two (2×)".to_owned()],
+            sentiment: "neutral".to_owned(),
+            model_used: "extractive-v1".to_owned(),
+        }),
+        engine: "sphinx".to_owned(),
+        model: "en-us".to_owned(),
+        processing_time: 1.25,
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_session_reads_back_as_stored_for_its_owner_only() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store.ping().await.unwrap();
+        let new = session("s-1", "alice", "aa", 1);
+        store.create_session(&new).await.unwrap();
+
+        let detail = store.session("s-1", Some("alice")).await.unwrap().unwrap();
+        let stored = &detail.session;
+        assert_eq!(stored.status, SessionStatus::Queued, "{}", store.backend());
+        assert_eq!(
+            (
+                stored.owner.as_str(),
+                stored.filename.as_str(),
+                stored.sha256.as_str()
+            ),
+            ("alice", "aa.audio", "aa")
+        );
+        assert_eq!(
+            (
+                stored.channels,
+                stored.sample_rate,
+                stored.bits_per_sample,
+                stored.file_size
+            ),
+            (2, 44_100, 24, 1_234_567)
+        );
+        assert_eq!(stored.created_at, new.created_at);
+        assert!(detail.segments.is_empty() && detail.summary.is_none());
+
+        assert_eq!(store.session("s-1", Some("bob")).await.unwrap(), None);
+        assert!(
+            store.session("s-1", None).await.unwrap().is_some(),
+            "an admin reads all"
+        );
+        assert_eq!(store.session("nope", None).await.unwrap(), None);
+        assert!(
+            store.create_session(&new).await.is_err(),
+            "{}: a duplicate id is refused",
+            store.backend()
+        );
+    }
+}
+
+#[tokio::test]
+async fn listings_are_newest_first_with_the_real_total() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        for n in 0..5 {
+            let owner = if n % 2 == 0 { "alice" } else { "bob" };
+            store
+                .create_session(&session(&format!("s-{n}"), owner, &format!("h{n}"), n))
+                .await
+                .unwrap();
+        }
+        let query = |owner: Option<&str>, status, limit, offset| ListQuery {
+            owner: owner.map(str::to_owned),
+            status,
+            limit,
+            offset,
+        };
+        let ids = |page: &pocwhisp_server::store::Page| {
+            page.sessions
+                .iter()
+                .map(|s| s.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let all = store.list_sessions(&query(None, None, 2, 0)).await.unwrap();
+        assert_eq!(all.total, 5, "{}", store.backend());
+        assert_eq!(ids(&all), ["s-4", "s-3"]);
+        let last = store.list_sessions(&query(None, None, 2, 4)).await.unwrap();
+        assert_eq!((ids(&last), last.total), (vec!["s-0".to_owned()], 5));
+        let beyond = store
+            .list_sessions(&query(None, None, 2, 10))
+            .await
+            .unwrap();
+        assert_eq!((beyond.sessions.len(), beyond.total), (0, 5));
+
+        let alice = store
+            .list_sessions(&query(Some("alice"), None, 10, 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            (ids(&alice), alice.total),
+            (vec!["s-4".into(), "s-2".into(), "s-0".into()], 3)
+        );
+
+        let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        store
+            .complete_job(job.id, "w", &transcript("hi"))
+            .await
+            .unwrap();
+        let completed = store
+            .list_sessions(&query(None, Some(SessionStatus::Completed), 10, 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            (ids(&completed), completed.total),
+            (vec![job.session.id.clone()], 1)
+        );
+        let queued = store
+            .list_sessions(&query(Some("bob"), Some(SessionStatus::Queued), 10, 0))
+            .await
+            .unwrap();
+        assert_eq!(queued.total, 2);
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_by_priority_then_age_and_once_each() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("old", "a", "h1", 1))
+            .await
+            .unwrap();
+        store
+            .create_session(&session("new", "a", "h2", 2))
+            .await
+            .unwrap();
+        let mut urgent = session("urgent", "a", "h3", 3);
+        urgent.priority = 5;
+        store.create_session(&urgent).await.unwrap();
+
+        let mut order = Vec::new();
+        while let Some(job) = store.claim_job("w", LEASE).await.unwrap() {
+            assert_eq!(job.attempts, 1);
+            assert_eq!(job.session.status, SessionStatus::Processing);
+            order.push(job.session.id);
+        }
+        assert_eq!(order, ["urgent", "old", "new"], "{}", store.backend());
+        let stats = store.stats().await.unwrap();
+        assert_eq!(
+            (stats.jobs_queued, stats.jobs_running, stats.sessions),
+            (0, 3, 3)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_passes_the_job_to_another_worker() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("s", "a", "h", 1))
+            .await
+            .unwrap();
+        // A lease of zero has lapsed as soon as the clock moves: the first worker "died".
+        let first = store
+            .claim_job("dead", Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = store.claim_job("alive", LEASE).await.unwrap().unwrap();
+        assert_eq!(second.id, first.id, "{}", store.backend());
+        assert_eq!(second.attempts, 2, "the claim counts an attempt");
+        assert_eq!(store.claim_job("third", LEASE).await.unwrap(), None, "held");
+
+        // The first worker comes back: it no longer holds the job.
+        assert!(!store.renew_lease(first.id, "dead", LEASE).await.unwrap());
+        assert!(
+            !store
+                .complete_job(first.id, "dead", &transcript("stale"))
+                .await
+                .unwrap()
+        );
+        assert!(store.renew_lease(second.id, "alive", LEASE).await.unwrap());
+        assert!(
+            store
+                .complete_job(second.id, "alive", &transcript("fresh"))
+                .await
+                .unwrap()
+        );
+
+        let detail = store.session("s", None).await.unwrap().unwrap();
+        assert_eq!(detail.session.status, SessionStatus::Completed);
+        assert_eq!(detail.segments, transcript("fresh").segments);
+        assert_eq!(detail.summary, transcript("fresh").summary);
+        assert_eq!(detail.session.engine.as_deref(), Some("sphinx"));
+        assert_eq!(detail.session.processing_time, Some(1.25));
+        assert!(detail.session.processed_at.is_some());
+        assert_eq!(
+            store.claim_job("third", Duration::ZERO).await.unwrap(),
+            None,
+            "done"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_are_retried_until_the_last_attempt() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("s", "a", "h", 1))
+            .await
+            .unwrap();
+        for attempt in 1..=3 {
+            let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+            assert_eq!(job.attempts, attempt, "{}", store.backend());
+            let status = store
+                .fail_job(job.id, "w", &format!("boom {attempt}"), 3)
+                .await
+                .unwrap();
+            let expected = if attempt < 3 {
+                SessionStatus::Queued
+            } else {
+                SessionStatus::Failed
+            };
+            assert_eq!(status, expected);
+        }
+        assert_eq!(store.claim_job("w", LEASE).await.unwrap(), None);
+        let detail = store.session("s", None).await.unwrap().unwrap();
+        assert_eq!(detail.session.status, SessionStatus::Failed);
+        assert_eq!(detail.session.error_message.as_deref(), Some("boom 3"));
+    }
+}
+
+#[tokio::test]
+async fn transcripts_of_the_same_audio_are_found_for_reuse() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("s", "a", "same", 1))
+            .await
+            .unwrap();
+        assert_eq!(store.transcript_of("same", "sphinx").await.unwrap(), None);
+        let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        store
+            .complete_job(job.id, "w", &transcript("words"))
+            .await
+            .unwrap();
+        let found = store
+            .transcript_of("same", "sphinx")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.segments,
+            transcript("words").segments,
+            "{}",
+            store.backend()
+        );
+        assert_eq!(found.summary, transcript("words").summary);
+        assert_eq!(
+            store.transcript_of("same", "openai").await.unwrap(),
+            None,
+            "per engine"
+        );
+        assert_eq!(store.transcript_of("other", "sphinx").await.unwrap(), None);
+        assert_eq!(
+            store.recent_completed(10).await.unwrap(),
+            [("s".to_owned(), "a".to_owned())]
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_removes_everything_and_says_whether_the_audio_is_shared() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("one", "a", "shared", 1))
+            .await
+            .unwrap();
+        store
+            .create_session(&session("two", "b", "shared", 2))
+            .await
+            .unwrap();
+        let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        let delivery = Delivery {
+            url: "http://hooks.example/done".to_owned(),
+            attempt: 1,
+            status_code: Some(503),
+            error: Some("the receiver answered 503".to_owned()),
+            delivered_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_244_800_123_456),
+        };
+        store
+            .record_delivery(&job.session.id, &delivery)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.deliveries(&job.session.id).await.unwrap(),
+            std::slice::from_ref(&delivery)
+        );
+
+        assert_eq!(
+            store.delete_session("one", Some("b")).await.unwrap(),
+            None,
+            "not theirs"
+        );
+        let first = store
+            .delete_session("one", Some("a"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.filename, "shared.audio", "{}", store.backend());
+        assert!(first.audio_in_use, "session two has the same audio");
+        assert_eq!(store.session("one", None).await.unwrap(), None);
+        assert!(store.deliveries("one").await.unwrap().is_empty());
+        // A worker holding a deleted session's job loses it.
+        if job.session.id == "one" {
+            assert!(!store.renew_lease(job.id, "w", LEASE).await.unwrap());
+        }
+        let second = store.delete_session("two", None).await.unwrap().unwrap();
+        assert!(!second.audio_in_use);
+        assert_eq!(store.delete_session("two", None).await.unwrap(), None);
+        let stats = store.stats().await.unwrap();
+        assert_eq!(
+            (stats.sessions, stats.jobs_queued, stats.jobs_running),
+            (0, 0, 0)
+        );
+        assert!(!store.analyze().await.unwrap().is_empty());
+    }
+}

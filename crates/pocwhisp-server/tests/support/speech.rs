@@ -1,0 +1,75 @@
+//! Debian's recorded speech and the library's own command-line decoder, shared by the
+//! engine tests and the API tests.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pocwhisp_server::config::EngineConfig;
+
+/// `pocketsphinx-testdata`'s LibriVox recordings and their reference transcripts.
+pub(crate) const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
+
+/// The recording `id` (`sense_and_sensibility_01_austen_64kb-0870`).
+pub(crate) fn recording(id: &str) -> PathBuf {
+    Path::new(LIBRIVOX).join(format!("{id}.wav"))
+}
+
+/// The reference transcripts: file id to words.
+pub(crate) fn references() -> Vec<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(Path::new(LIBRIVOX).join("transcription")).unwrap();
+    text.lines()
+        .map(|line| {
+            let (words, id) = line.rsplit_once(" (").unwrap();
+            let words = words
+                .split_whitespace()
+                .filter(|word| !word.starts_with('<'))
+                .map(str::to_owned)
+                .collect();
+            (id.trim_end_matches(')').to_owned(), words)
+        })
+        .collect()
+}
+
+/// What `pocketsphinx_continuous` hears in `file`.
+pub(crate) fn cli_words(file: &Path) -> Vec<String> {
+    let model = EngineConfig::default().sphinx_model_dir;
+    let output = Command::new("pocketsphinx_continuous")
+        .arg("-infile")
+        .arg(file)
+        .arg("-hmm")
+        .arg(model.join("en-us"))
+        .arg("-lm")
+        .arg(model.join("en-us.lm.bin"))
+        .arg("-dict")
+        .arg(model.join("cmudict-en-us.dict"))
+        .arg("-logfn")
+        .arg("/dev/null")
+        .output()
+        .expect("pocketsphinx_continuous, from Debian's pocketsphinx (scripts/test installs it)");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word-level edit distance.
+pub(crate) fn errors(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, word) in reference.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, heard) in hypothesis.iter().enumerate() {
+            let substitution = previous[j] + usize::from(word != heard);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[hypothesis.len()]
+}
+
+/// Words of a transcript's text, fillers and case aside.
+pub(crate) fn words_of(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
