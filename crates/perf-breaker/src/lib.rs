@@ -19,6 +19,7 @@ mod window;
 
 #[cfg(feature = "http")]
 pub mod http;
+pub mod retry;
 pub mod service;
 
 pub use breaker::CircuitBreaker;

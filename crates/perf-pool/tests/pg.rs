@@ -273,6 +273,73 @@ async fn the_statement_cache_is_bounded() {
     db.drop_now().await;
 }
 
+async fn count(connection: &perf_pool::pg::PgConn) -> i64 {
+    let row = connection.query_one("SELECT count(*) FROM items", &[]);
+    row.await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn transactions_commit_or_roll_back_and_their_queries_are_counted() {
+    let db = TestDb::create("transactions").await;
+    let pool = PgPool::connect(PgPoolConfig {
+        statement_cache_size: 2,
+        max_open_conns: 1,
+        max_idle_conns: 1,
+        ..db.config()
+    })
+    .await
+    .unwrap();
+    let mut connection = pool.get().await.unwrap();
+    connection
+        .execute("CREATE TABLE items (n integer PRIMARY KEY)", &[])
+        .await
+        .unwrap();
+
+    let transaction = connection.transaction().await.unwrap();
+    for n in 0..3 {
+        transaction
+            .execute("INSERT INTO items VALUES ($1)", &[&n])
+            .await
+            .unwrap();
+    }
+    let seen = transaction
+        .query_opt("SELECT n FROM items WHERE n = $1", &[&2])
+        .await
+        .unwrap();
+    assert_eq!(seen.map(|row| row.get::<_, i32>(0)), Some(2));
+    transaction.commit().await.unwrap();
+    assert_eq!(count(&connection).await, 3);
+
+    // Dropped without a commit: rolled back, and the connection is usable after.
+    let transaction = connection.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO items VALUES ($1)", &[&10])
+        .await
+        .unwrap();
+    drop(transaction);
+    assert_eq!(count(&connection).await, 3);
+
+    // A failed statement aborts the transaction; the connection is clean for the next one.
+    let transaction = connection.transaction().await.unwrap();
+    assert!(
+        transaction
+            .execute("INSERT INTO items VALUES ($1)", &[&1])
+            .await
+            .is_err()
+    );
+    drop(transaction);
+    assert_eq!(count(&connection).await, 3);
+    assert!(
+        connection.cached_statements() <= 2,
+        "the cache stays bounded"
+    );
+    // CREATE, 3 inserts, the lookup, COMMIT, 3 counts, 2 inserts.
+    assert_eq!(pool.stats().queries, 11);
+    drop(connection);
+    pool.close();
+    db.drop_now().await;
+}
+
 #[tokio::test]
 async fn bad_configuration_and_unreachable_servers_fail_clearly() {
     let field = |config: PgPoolConfig| match config.validate() {

@@ -24,5 +24,5 @@ mod stats;
 pub use config::PgPoolConfig;
 pub use error::PgPoolError;
 pub use manager::Connection;
-pub use pool::{PgConn, PgPool, PgPoolBuilder};
+pub use pool::{PgConn, PgPool, PgPoolBuilder, PgTransaction};
 pub use stats::PgPoolStats;

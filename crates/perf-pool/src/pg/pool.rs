@@ -399,11 +399,14 @@ impl PgConn {
     /// The server's error.
     pub async fn prepare_cached(&self, query: &str) -> Result<Statement, PgPoolError> {
         let connection = self.connection();
-        let cache = &connection.client.statement_cache;
-        if cache.size() >= connection.shared.statement_cache_size {
-            cache.clear();
-        }
-        Ok(connection.client.prepare_cached(query).await?)
+        prepare_bounded(
+            &connection.client.statement_cache,
+            &connection.shared,
+            &connection.client,
+            query,
+        )
+        .await
+        .map_err(PgPoolError::from)
     }
 
     /// The statements this connection has cached.
@@ -422,7 +425,11 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PgPoolError> {
         let statement = self.prepare_cached(query).await?;
-        self.timed(self.client().query(&statement, params)).await
+        timed(
+            &self.connection().shared,
+            self.client().query(&statement, params),
+        )
+        .await
     }
 
     /// Runs `query` and returns its one row.
@@ -436,8 +443,29 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, PgPoolError> {
         let statement = self.prepare_cached(query).await?;
-        self.timed(self.client().query_one(&statement, params))
-            .await
+        timed(
+            &self.connection().shared,
+            self.client().query_one(&statement, params),
+        )
+        .await
+    }
+
+    /// Runs `query` and returns its row, if it returned one.
+    ///
+    /// # Errors
+    ///
+    /// The server's error, or an error when the query returns more than one row.
+    pub async fn query_opt(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgPoolError> {
+        let statement = self.prepare_cached(query).await?;
+        timed(
+            &self.connection().shared,
+            self.client().query_opt(&statement, params),
+        )
+        .await
     }
 
     /// Runs `query` and returns how many rows it changed.
@@ -451,20 +479,144 @@ impl PgConn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PgPoolError> {
         let statement = self.prepare_cached(query).await?;
-        self.timed(self.client().execute(&statement, params)).await
+        timed(
+            &self.connection().shared,
+            self.client().execute(&statement, params),
+        )
+        .await
     }
 
-    async fn timed<T>(
-        &self,
-        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, PgPoolError> {
-        let shared = &self.connection().shared;
-        let started = Instant::now();
-        let result = query.await;
-        let slow = started.elapsed() >= shared.slow_query_threshold;
-        shared.counters.query(slow);
-        Ok(result?)
+    /// Starts a transaction on this connection. Its queries are cached and timed like the
+    /// connection's; dropped without [`commit`](PgTransaction::commit), it rolls back.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn transaction(&mut self) -> Result<PgTransaction<'_>, PgPoolError> {
+        let connection = &mut **self.object.as_mut().expect("present until dropped");
+        let shared = &*connection.shared;
+        Ok(PgTransaction {
+            transaction: connection.client.transaction().await?,
+            shared,
+        })
     }
+}
+
+/// A transaction on a [`PgConn`], from [`PgConn::transaction`]: its queries use the
+/// connection's bounded statement cache and are timed; dropped without
+/// [`commit`](Self::commit), it is rolled back.
+pub struct PgTransaction<'a> {
+    transaction: deadpool_postgres::Transaction<'a>,
+    shared: &'a Shared,
+}
+
+impl PgTransaction<'_> {
+    async fn prepare(&self, query: &str) -> Result<Statement, PgPoolError> {
+        prepare_bounded(
+            &self.transaction.statement_cache,
+            self.shared,
+            self.transaction.client(),
+            query,
+        )
+        .await
+        .map_err(PgPoolError::from)
+    }
+
+    /// Runs `query` in the transaction and returns its rows.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn query(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, PgPoolError> {
+        let statement = self.prepare(query).await?;
+        timed(self.shared, self.transaction.query(&statement, params)).await
+    }
+
+    /// Runs `query` in the transaction and returns its one row.
+    ///
+    /// # Errors
+    ///
+    /// The server's error, or an error when the query does not return exactly one row.
+    pub async fn query_one(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, PgPoolError> {
+        let statement = self.prepare(query).await?;
+        timed(self.shared, self.transaction.query_one(&statement, params)).await
+    }
+
+    /// Runs `query` in the transaction and returns its row, if it returned one.
+    ///
+    /// # Errors
+    ///
+    /// The server's error, or an error when the query returns more than one row.
+    pub async fn query_opt(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, PgPoolError> {
+        let statement = self.prepare(query).await?;
+        timed(self.shared, self.transaction.query_opt(&statement, params)).await
+    }
+
+    /// Runs `query` in the transaction and returns how many rows it changed.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn execute(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, PgPoolError> {
+        let statement = self.prepare(query).await?;
+        timed(self.shared, self.transaction.execute(&statement, params)).await
+    }
+
+    /// Commits.
+    ///
+    /// # Errors
+    ///
+    /// The server's error; the transaction is rolled back.
+    pub async fn commit(self) -> Result<(), PgPoolError> {
+        timed(self.shared, self.transaction.commit()).await
+    }
+}
+
+impl fmt::Debug for PgTransaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgTransaction").finish_non_exhaustive()
+    }
+}
+
+/// Prepares through `cache`, emptying it first when it holds `statement_cache_size`.
+async fn prepare_bounded(
+    cache: &deadpool_postgres::StatementCache,
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    query: &str,
+) -> Result<Statement, tokio_postgres::Error> {
+    if cache.size() >= shared.statement_cache_size {
+        cache.clear();
+    }
+    cache.prepare(client, query).await
+}
+
+/// Runs `query`, counting it (and whether it was slow).
+async fn timed<T>(
+    shared: &Shared,
+    query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, PgPoolError> {
+    let started = Instant::now();
+    let result = query.await;
+    let slow = started.elapsed() >= shared.slow_query_threshold;
+    shared.counters.query(slow);
+    Ok(result?)
 }
 
 impl Drop for PgConn {

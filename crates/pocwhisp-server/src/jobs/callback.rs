@@ -16,6 +16,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use perf_breaker::retry::Retry;
 use sha2::Sha256;
 
 use crate::config::Secret;
@@ -23,7 +24,8 @@ use crate::http::ApiError;
 use crate::session::SessionView;
 use crate::store::{Delivery, Store};
 
-/// Tries per delivery.
+/// Tries per delivery, and the waits between them (REFERENCE.md's engine preset; each
+/// jittered ±25 %).
 const TRIES: u32 = 5;
 const FIRST_WAIT: Duration = Duration::from_secs(1);
 const LAST_WAIT: Duration = Duration::from_secs(30);
@@ -124,33 +126,37 @@ impl Callbacks {
             Err(_) => return,
         };
         let signature = Self::sign(secret, &body);
-        let mut wait = FIRST_WAIT;
-        for attempt in 1..=TRIES {
-            let (status_code, error, retry) = self.post(url, &body, &signature).await;
-            let delivery = Delivery {
-                url: url.to_owned(),
-                attempt,
-                status_code,
-                error,
-                delivered_at: std::time::SystemTime::now(),
-            };
-            if let Err(error) = store.record_delivery(session_id, &delivery).await {
-                tracing::warn!(session = session_id, %error, "recording a callback delivery failed");
-            }
-            let outcome = match (delivery.error.is_none(), retry && attempt < TRIES) {
-                (true, _) => "delivered",
-                (false, true) => "retried",
-                (false, false) => "failed",
-            };
-            metrics::counter!("pocwhisp_callbacks_total", "outcome" => outcome).increment(1);
-            if outcome != "retried" {
-                return;
-            }
-            // ±25 % jitter, so receivers that come back are not hit by every sender at once.
-            let jitter = 0.75 + fastrand::f64() * 0.5;
-            tokio::time::sleep(wait.mul_f64(jitter)).await;
-            wait = (wait * 2).min(LAST_WAIT);
-        }
+        let retry = Retry::new(TRIES, FIRST_WAIT, LAST_WAIT);
+        let _ = retry
+            .run(
+                |attempt| {
+                    let (body, signature) = (&body, &signature);
+                    async move {
+                        let (status_code, error, retryable) =
+                            self.post(url, body, signature).await;
+                        let outcome = match (&error, retryable && attempt < TRIES) {
+                            (None, _) => "delivered",
+                            (Some(_), true) => "retried",
+                            (Some(_), false) => "failed",
+                        };
+                        metrics::counter!("pocwhisp_callbacks_total", "outcome" => outcome)
+                            .increment(1);
+                        let delivery = Delivery {
+                            url: url.to_owned(),
+                            attempt,
+                            status_code,
+                            error,
+                            delivered_at: std::time::SystemTime::now(),
+                        };
+                        if let Err(error) = store.record_delivery(session_id, &delivery).await {
+                            tracing::warn!(session = session_id, %error, "recording a callback delivery failed");
+                        }
+                        if delivery.error.is_none() { Ok(()) } else { Err(retryable) }
+                    }
+                },
+                |retryable| *retryable,
+            )
+            .await;
     }
 
     /// One attempt: the receiver's status, the error if none, and whether to retry.
