@@ -5,6 +5,7 @@
 //! Times are whole microseconds since the Unix epoch in both backends, so ordering and
 //! lease comparisons are integer comparisons.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed, whatever the backend.
@@ -370,6 +372,12 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Refreshes the planner's statistics (`ANALYZE`); says what it did.
     fn analyze(&self) -> StoreFuture<'_, String>;
+
+    /// The backend's own figures for the profiler's snapshot (`db_connections`, ...), read
+    /// without a round trip.
+    fn figures(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 /// Microseconds since the Unix epoch.
