@@ -586,6 +586,17 @@ impl PgTransaction<'_> {
     pub async fn commit(self) -> Result<(), PgPoolError> {
         timed(self.shared, self.transaction.commit()).await
     }
+
+    /// Rolls back now. Dropping the transaction rolls back too, but only once the
+    /// connection's task sends it: this waits for the server to have done it, so no lock
+    /// the transaction took outlives the call.
+    ///
+    /// # Errors
+    ///
+    /// The server's error.
+    pub async fn rollback(self) -> Result<(), PgPoolError> {
+        timed(self.shared, self.transaction.rollback()).await
+    }
 }
 
 impl fmt::Debug for PgTransaction<'_> {

@@ -26,7 +26,10 @@ mod embedded {
 /// table is indexed, and a build an earlier start left invalid is dropped and redone.
 const INDEXES: &[(&str, &str)] = &[
     ("idx_audio_sessions_status", "audio_sessions (status)"),
-    ("idx_audio_sessions_created_at", "audio_sessions (created_at)"),
+    (
+        "idx_audio_sessions_created_at",
+        "audio_sessions (created_at)",
+    ),
     (
         "idx_audio_sessions_owner_created_at",
         "audio_sessions (owner, created_at)",
@@ -40,7 +43,10 @@ const INDEXES: &[(&str, &str)] = &[
         "idx_processing_jobs_status_priority",
         "processing_jobs (status, priority)",
     ),
-    ("idx_processing_jobs_session", "processing_jobs (session_id)"),
+    (
+        "idx_processing_jobs_session",
+        "processing_jobs (session_id)",
+    ),
     (
         "idx_callback_deliveries_session",
         "callback_deliveries (session_id)",
@@ -236,10 +242,20 @@ impl PostgresStore {
             .map_err(|error| pg(error.into()))?;
         let driver = tokio::spawn(connection);
         let result = async {
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(|error| pg(error.into()))?;
+            // Polled, not waited for: a statement waiting on the lock would hold a snapshot,
+            // and the holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to
+            // end: two instances starting together would wait on each other for ever.
+            loop {
+                let locked: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
+                    .await
+                    .map_err(|error| pg(error.into()))?
+                    .get(0);
+                if locked {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             embedded::migrations::runner()
                 .run_async(&mut client)
                 .await
@@ -422,6 +438,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             let Some(deleted) = deleted else {
+                transaction.rollback().await.map_err(pg)?;
                 return Ok(None);
             };
             let sha256: String = deleted.get(1);
@@ -465,6 +482,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             let Some(claimed) = claimed else {
+                transaction.rollback().await.map_err(pg)?;
                 return Ok(None);
             };
             let (id, session_id, attempts): (i64, String, i32) =
@@ -530,6 +548,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             let Some(held) = held else {
+                transaction.rollback().await.map_err(pg)?;
                 return Ok(false);
             };
             let session_id: String = held.get(0);
@@ -624,6 +643,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             let Some(held) = held else {
+                transaction.rollback().await.map_err(pg)?;
                 return Ok(SessionStatus::Queued);
             };
             let (session_id, attempts): (String, i32) = (held.get(0), held.get(1));

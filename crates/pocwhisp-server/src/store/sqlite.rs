@@ -196,6 +196,15 @@ fn summary_of(connection: &Connection, session_id: &str) -> rusqlite::Result<Opt
         .optional()
 }
 
+/// A transaction that takes the write lock at once. A deferred one that reads first and
+/// then writes fails at once with "database is locked" (`SQLITE_BUSY_SNAPSHOT`, which the
+/// busy timeout does not wait out) when another writer committed in between.
+fn write_transaction(connection: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    connection
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)
+}
+
 fn now() -> i64 {
     micros(SystemTime::now())
 }
@@ -217,7 +226,7 @@ impl Store for SqliteStore {
         let session = session.clone();
         self.run(move |connection| {
             let created = micros(session.created_at);
-            let transaction = connection.transaction().map_err(sql)?;
+            let transaction = write_transaction(connection)?;
             transaction
                 .execute(
                     "INSERT INTO audio_sessions (id, owner, filename, original_name, sha256, \
@@ -331,7 +340,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         let owner = owner.map(str::to_owned);
         self.run(move |connection| {
-            let transaction = connection.transaction().map_err(sql)?;
+            let transaction = write_transaction(connection)?;
             let found: Option<(String, String)> = transaction
                 .query_row(
                     "SELECT filename, sha256 FROM audio_sessions WHERE id = ?1 \
@@ -367,11 +376,8 @@ impl Store for SqliteStore {
         self.run(move |connection| {
             let now = now();
             let until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-            // IMMEDIATE takes the write lock at once: two processes on one file never both
-            // read the same queued job.
-            let transaction = connection
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            // Two processes on one file never both read the same queued job.
+            let transaction = write_transaction(connection)?;
             let claimed: Option<(i64, String, i64)> = transaction
                 .query_row(
                     "SELECT id, session_id, attempts FROM processing_jobs \
@@ -444,7 +450,7 @@ impl Store for SqliteStore {
         let transcript = transcript.clone();
         self.run(move |connection| {
             let now = now();
-            let transaction = connection.transaction().map_err(sql)?;
+            let transaction = write_transaction(connection)?;
             let session_id: Option<String> = transaction
                 .query_row(
                     "SELECT session_id FROM processing_jobs \
@@ -538,7 +544,7 @@ impl Store for SqliteStore {
         let error = error.to_owned();
         self.run(move |connection| {
             let now = now();
-            let transaction = connection.transaction().map_err(sql)?;
+            let transaction = write_transaction(connection)?;
             let job: Option<(String, i64)> = transaction
                 .query_row(
                     "SELECT session_id, attempts FROM processing_jobs \

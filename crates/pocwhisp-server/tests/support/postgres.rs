@@ -1,0 +1,71 @@
+//! A schema of its own on the real PostgreSQL for each test, dropped when the test ends
+//! (passed or failed).
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use tokio_postgres::NoTls;
+
+/// The server tests use: `POCWHISP_TEST_DATABASE_URL`, else the `test` database at
+/// 127.0.0.1:5432 that scripts/test makes sure of.
+pub(crate) fn server_url() -> String {
+    std::env::var("POCWHISP_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Runs `statement` on the test database.
+pub(crate) async fn admin(statement: &str) {
+    let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (scripts/test starts it)");
+    let driver = tokio::spawn(connection);
+    client.batch_execute(statement).await.expect(statement);
+    drop(client);
+    let _ = driver.await;
+}
+
+/// A schema created for one test.
+pub(crate) struct TestSchema {
+    pub(crate) name: String,
+}
+
+impl TestSchema {
+    pub(crate) async fn create(test: &str) -> Self {
+        let name = format!("pocwhisp_test_{test}_{:08x}", rand_u32());
+        admin(&format!("CREATE SCHEMA {name}")).await;
+        TestSchema { name }
+    }
+
+    /// The URL of the test database with this schema first in the search path.
+    pub(crate) fn url(&self) -> String {
+        let base = server_url();
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}options=-c%20search_path%3D{}", self.name)
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its
+        // own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(admin(&statement));
+        })
+        .join();
+    }
+}
+
+/// Unique within the process (a counter) and across processes (the pid and the clock).
+fn rand_u32() -> u32 {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    nanos ^ std::process::id().rotate_left(16) ^ count.wrapping_mul(0x9e37_79b9)
+}
