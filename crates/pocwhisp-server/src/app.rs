@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use perf_breaker::CircuitBreaker;
 use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig, WarmupError};
 use perf_core::sync::{read, write};
@@ -33,7 +34,7 @@ use crate::http::{
 use crate::jobs::{Callbacks, Jobs, JobsSetup};
 use crate::memory::{MemoryGuard, Relief};
 use crate::state::{AppState, Readiness, Shared};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{GuardedStore, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -98,11 +99,7 @@ impl Application {
         tokio::fs::create_dir_all(&config.server.data_dir)
             .await
             .map_err(StartError::DataDir)?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.server.data_dir)
-                .await
-                .map_err(StartError::Store)?,
-        );
+        let (store, migration) = open_store(&config).await?;
         let (tokens, summary) = Tokens::from_config(&config.auth, config.environment);
         let memory = MemoryGuard::new(config.memory.limit);
         let profiler = Profiler::builder()
@@ -192,8 +189,14 @@ impl Application {
             }
         };
         let uploads = upload_limit(&config)?;
-        let readiness = Readiness::default();
-        readiness.set_ready();
+        let readiness = match &migration {
+            None => {
+                let readiness = Readiness::new("starting");
+                readiness.set_ready();
+                readiness
+            }
+            Some(_) => Readiness::new("connecting to PostgreSQL and running the migrations"),
+        };
         let state = AppState {
             inner: Arc::new(Shared {
                 config,
@@ -213,6 +216,7 @@ impl Application {
                 limiter: performance.rate_limiter().cloned(),
                 jobs,
                 engine_problem,
+                migration,
                 tasks,
                 store_stats: Default::default(),
                 router: Default::default(),
@@ -366,6 +370,9 @@ fn register_probes(state: &AppState) {
         .profiler
         .register_probe(move |snapshot: &mut Snapshot| {
             let shared = &probe_state.inner;
+            for (name, value) in shared.store.figures() {
+                snapshot.set(name, value);
+            }
             let cache = shared.responses.stats();
             snapshot.set(names::CACHE_HIT_RATE, cache.hit_rate);
             snapshot.set("cache_size_bytes", cache.weight as f64);
@@ -512,6 +519,8 @@ pub(crate) fn publish_gauges(state: &AppState) {
         let _ = limiter.stats();
     }
     let _ = shared.tasks.stats();
+    // The database pool publishes its gauges when read.
+    let _ = shared.store.figures();
     let _ = shared.uploads.limiter().stats();
     let store = *read(&shared.store_stats);
     metrics::gauge!("pocwhisp_jobs_queued").set(store.jobs_queued as f64);
@@ -537,8 +546,16 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     });
     let guard = shared.memory.spawn(Duration::from_secs(1), relief);
     let mut tasks = vec![upkeep, guard, refresh_store_stats(state)];
+    if let Some(store) = &shared.migration {
+        tasks.push(migrate_until_ready(store.clone(), shared.readiness.clone()));
+    }
     if let Some(jobs) = &shared.jobs {
-        tasks.push(jobs.spawn());
+        let (jobs, readiness) = (Arc::clone(jobs), shared.readiness.clone());
+        // Jobs are claimed once the store is migrated.
+        tasks.push(tokio::spawn(async move {
+            readiness.wait_ready().await;
+            jobs.claim_forever().await;
+        }));
     }
     // The sampler and warmer stop when their handles drop: hold them in a task that lives
     // as long as the others.
@@ -548,6 +565,56 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     });
     tasks.push(holder);
     tasks
+}
+
+/// The store the configuration names, behind the database breaker: SQLite in the data
+/// directory, migrated now; or PostgreSQL, returned with the store still to migrate (the
+/// server starts while the database is away, and becomes ready when it comes).
+async fn open_store(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Option<PostgresStore>), StartError> {
+    let (store, migration): (Arc<dyn Store>, _) = match &config.database.url {
+        None => (
+            Arc::new(
+                SqliteStore::open(&config.server.data_dir)
+                    .await
+                    .map_err(StartError::Store)?,
+            ),
+            None,
+        ),
+        Some(_) => {
+            let postgres = PostgresStore::connect(&config.database)
+                .await
+                .map_err(StartError::Store)?;
+            (Arc::new(postgres.clone()), Some(postgres))
+        }
+    };
+    let breaker = CircuitBreaker::new(config.database.breaker.clone())
+        .map_err(|error| invalid(error.within("database.breaker")))?;
+    Ok((Arc::new(GuardedStore::new(store, breaker)), migration))
+}
+
+/// Runs the PostgreSQL migrations until they succeed (the database may come up after the
+/// server), then says the server is ready.
+fn migrate_until_ready(store: PostgresStore, readiness: Readiness) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match store.migrate().await {
+                Ok(()) => {
+                    tracing::info!("PostgreSQL migrated; ready");
+                    readiness.set_ready();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "PostgreSQL is not ready; retrying");
+                    readiness.set_not_ready(format!("PostgreSQL: {error}"));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    })
 }
 
 /// Keeps [`Shared::store_stats`](crate::state::Shared) current for the probes and gauges,

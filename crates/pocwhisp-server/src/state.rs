@@ -7,7 +7,6 @@ use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::CacheWarmer;
-use perf_core::sync::{read, write};
 use perf_middleware::load_shed::LoadShedder;
 use perf_middleware::rate_limit::{ConfiguredKey, KeyValue, RateLimitLayer, RateLimiter};
 use perf_pool::manager::PoolManager;
@@ -47,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) jobs: Option<Arc<Jobs>>,
     /// Why there is no engine, and how to fix it.
     pub(crate) engine_problem: Option<String>,
+    /// The PostgreSQL store still to migrate at start; `None` for SQLite.
+    pub(crate) migration: Option<crate::store::PostgresStore>,
     /// The pool jobs run on.
     pub(crate) tasks: TaskPool,
     /// Jobs and sessions in the store, refreshed in the background for the profiler.
@@ -81,20 +82,38 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Whether the server can take traffic, and if not, why.
-#[derive(Debug, Clone, Default)]
+/// Whether the server can take traffic, and if not, why; `Clone` shares it.
+#[derive(Debug, Clone)]
 pub(crate) struct Readiness {
-    not_ready: Arc<RwLock<Option<String>>>,
+    not_ready: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 impl Readiness {
+    /// Not ready yet, because of `reason`.
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Readiness {
+            not_ready: Arc::new(tokio::sync::watch::Sender::new(Some(reason.into()))),
+        }
+    }
+
     /// Ready to serve.
     pub(crate) fn set_ready(&self) {
-        *write(&self.not_ready) = None;
+        self.not_ready.send_replace(None);
+    }
+
+    /// Not ready, because of `reason`.
+    pub(crate) fn set_not_ready(&self, reason: impl Into<String>) {
+        self.not_ready.send_replace(Some(reason.into()));
     }
 
     /// Why the server is not ready, if it is not.
     pub(crate) fn reason(&self) -> Option<String> {
-        read(&self.not_ready).clone()
+        self.not_ready.borrow().clone()
+    }
+
+    /// Returns once the server is ready.
+    pub(crate) async fn wait_ready(&self) {
+        let mut changes = self.not_ready.subscribe();
+        let _ = changes.wait_for(Option::is_none).await;
     }
 }

@@ -203,6 +203,12 @@ impl Config {
         if self.jobs.max_attempts == 0 {
             return invalid("jobs.max_attempts", "at least 1");
         }
+        if let Err(error) = self.database.breaker.validate() {
+            return invalid(
+                &format!("database.breaker.{}", error.field()),
+                error.reason(),
+            );
+        }
         if self.jobs.uploads_per_hour == 0 {
             return invalid("jobs.uploads_per_hour", "at least 1");
         }
@@ -362,6 +368,20 @@ pub struct DatabaseConfig {
     /// Queries slower than this are counted as slow.
     #[serde(with = "humantime_serde")]
     pub slow_query_threshold: Duration,
+    /// The circuit breaker around the store: it counts the database being unreachable
+    /// (not a missing row) and, once open, answers 503 at once instead of queueing.
+    pub breaker: perf_breaker::Config,
+}
+
+/// The database breaker's defaults: REFERENCE.md's 5 consecutive failures, open for 5 s at
+/// first (a database restart takes seconds), growing to a minute while it stays down.
+fn database_breaker() -> perf_breaker::Config {
+    let mut breaker = perf_breaker::Config::default();
+    breaker.open_duration = Duration::from_secs(5);
+    breaker.max_open_duration = Duration::from_secs(60);
+    breaker.name = "database".to_owned();
+    breaker.metrics_prefix = "pocwhisp_breaker".to_owned();
+    breaker
 }
 
 impl Default for DatabaseConfig {
@@ -374,6 +394,7 @@ impl Default for DatabaseConfig {
             conn_max_idle_time: Duration::from_secs(600),
             statement_timeout: Duration::from_secs(30),
             slow_query_threshold: Duration::from_millis(100),
+            breaker: database_breaker(),
         }
     }
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use perf_cache::response::ResponseCacheLayer;
 use perf_pool::task::{CancelToken, TaskError, TaskPool};
 use tokio::sync::{Notify, broadcast};
-use tokio::task::JoinHandle;
 
 pub use callback::{Callbacks, SIGNATURE, validate_callback};
 
@@ -85,7 +84,7 @@ pub struct JobsSetup {
 }
 
 impl Jobs {
-    /// A runner for `engine`; [`spawn`](Self::spawn) starts it.
+    /// A runner for `engine`; [`claim_forever`](Self::claim_forever) runs it.
     pub fn new(setup: JobsSetup, engine: Arc<dyn Transcriber>) -> Arc<Self> {
         let (finished, _) = broadcast::channel(1024);
         Arc::new(Jobs {
@@ -130,41 +129,39 @@ impl Jobs {
         self.running.load(Relaxed)
     }
 
-    /// Claims and runs jobs until the handle is aborted: whenever a slot is free, on a wake
+    /// Claims and runs jobs until the future is dropped: whenever a slot is free, on a wake
     /// from an upload, and every second for jobs other instances stored or whose lease ran
     /// out.
-    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
-        let jobs = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                while jobs.running() < jobs.workers {
-                    match jobs.store.claim_job(&jobs.worker, jobs.jobs.lease).await {
-                        Ok(Some(job)) => {
-                            backoff = Duration::from_millis(100);
-                            jobs.running.fetch_add(1, Relaxed);
-                            let runner = Arc::clone(&jobs);
-                            tokio::spawn(async move {
-                                runner.run(job).await;
-                                runner.running.fetch_sub(1, Relaxed);
-                                runner.wake.notify_one();
-                            });
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "claiming a job failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            break;
-                        }
+    pub async fn claim_forever(self: Arc<Self>) {
+        let jobs = self;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            while jobs.running() < jobs.workers {
+                match jobs.store.claim_job(&jobs.worker, jobs.jobs.lease).await {
+                    Ok(Some(job)) => {
+                        backoff = Duration::from_millis(100);
+                        jobs.running.fetch_add(1, Relaxed);
+                        let runner = Arc::clone(&jobs);
+                        tokio::spawn(async move {
+                            runner.run(job).await;
+                            runner.running.fetch_sub(1, Relaxed);
+                            runner.wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming a job failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        break;
                     }
                 }
-                tokio::select! {
-                    () = jobs.wake.notified() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
             }
-        })
+            tokio::select! {
+                () = jobs.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// Runs one claimed job to its end.

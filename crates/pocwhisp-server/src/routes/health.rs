@@ -110,18 +110,24 @@ const DISK_DOWN: f64 = 2.0;
 async fn health(State(state): State<AppState>) -> Response {
     let mut components = std::collections::BTreeMap::new();
     let store = &state.inner.store;
-    let storage = match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
-        Ok(Ok(())) => Component {
-            status: "ok",
-            detail: format!("{} answers", store.backend()),
-        },
-        Ok(Err(error)) => Component {
+    let storage = match state.inner.readiness.reason() {
+        Some(reason) => Component {
             status: "down",
-            detail: error.to_string(),
+            detail: reason,
         },
-        Err(_) => Component {
-            status: "down",
-            detail: format!("{} did not answer within 2 s", store.backend()),
+        None => match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+            Ok(Ok(())) => Component {
+                status: "ok",
+                detail: format!("{} answers", store.backend()),
+            },
+            Ok(Err(error)) => Component {
+                status: "down",
+                detail: error.to_string(),
+            },
+            Err(_) => Component {
+                status: "down",
+                detail: format!("{} did not answer within 2 s", store.backend()),
+            },
         },
     };
     components.insert("storage", storage);

@@ -5,6 +5,7 @@
 //! Times are whole microseconds since the Unix epoch in both backends, so ordering and
 //! lease comparisons are integer comparisons.
 
+mod guarded;
 mod postgres;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use guarded::GuardedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
