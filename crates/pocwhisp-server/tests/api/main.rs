@@ -2,11 +2,14 @@
 //! data directory of its own, or runs the real binary.
 
 mod helpers;
+#[path = "../support/postgres.rs"]
+mod postgres;
 #[path = "../support/speech.rs"]
 mod speech;
 
 mod auth;
 mod binary;
+mod database;
 mod errors;
 mod operations;
 mod protocol;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::helpers::{USER, start_binary};
-use crate::speech::{recording, references};
+use crate::speech::joined_recordings;
 
 #[tokio::test]
 async fn uploads_accepted_before_a_kill_9_are_transcribed_after_the_restart() {
@@ -15,17 +15,11 @@ async fn uploads_accepted_before_a_kill_9_are_transcribed_after_the_restart() {
     let env = [("POCWHISP_JOBS__LEASE", "2s")];
     let (mut first, address) = start_binary(data.path(), &env).await;
     let client = reqwest::Client::new();
-    // Five recordings back to back (about 40 s of speech, several seconds to transcribe),
-    // three times: more jobs than the two worker slots, so some wait in the queue.
+    // Three long files: more jobs than the two worker slots, so some wait in the queue.
     let scratch = TempDir::new().unwrap();
     let mut accepted = Vec::new();
     for n in 0..3 {
-        let joined = scratch.path().join(format!("joined-{n}.wav"));
-        let mut sox = std::process::Command::new("sox");
-        let mut ids: Vec<String> = references().into_iter().map(|(id, _)| id).collect();
-        ids.rotate_left(n);
-        sox.args(ids.iter().map(|id| recording(id))).arg(&joined);
-        assert!(sox.status().expect("sox, from Debian").success());
+        let joined = joined_recordings(scratch.path(), n);
         let response = client
             .post(format!("{address}/api/v1/transcribe?mode=async"))
             .bearer_auth(USER)

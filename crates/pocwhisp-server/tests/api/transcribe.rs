@@ -11,22 +11,13 @@ use pocwhisp_server::config::{EngineKind, Secret};
 use crate::helpers::{
     ADMIN, OTHER_USER, USER, error_of, spawn_app, spawn_with, words_in, words_of_speaker,
 };
-use crate::speech::{cli_words, errors, recording, references};
+use crate::speech::{cli_words, errors, joined_recordings, recording, references, sox};
 
 const FIRST: &str = "sense_and_sensibility_01_austen_64kb-0870";
 const SECOND: &str = "sense_and_sensibility_01_austen_64kb-0890";
 
 fn wav(id: &str) -> Vec<u8> {
     std::fs::read(recording(id)).unwrap()
-}
-
-/// Runs sox (Debian's `sox` and `libsox-fmt-mp3`, which scripts/test installs).
-fn sox(args: &[&dyn AsRef<std::ffi::OsStr>]) {
-    let status = std::process::Command::new("sox")
-        .args(args.iter().map(|arg| arg.as_ref()))
-        .status()
-        .expect("sox, from Debian (scripts/test installs it)");
-    assert!(status.success(), "sox failed");
 }
 
 #[tokio::test]
@@ -480,12 +471,7 @@ async fn a_client_that_hangs_up_does_not_lose_its_upload() {
     let app = spawn_app().await;
     // Five recordings back to back: long enough that the transcription outlasts the client.
     let dir = tempfile::TempDir::new().unwrap();
-    let joined = dir.path().join("joined.wav");
-    let mut files: Vec<std::path::PathBuf> =
-        references().iter().map(|(id, _)| recording(id)).collect();
-    files.push(joined.clone());
-    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = files.iter().map(|path| path as _).collect();
-    sox(&args);
+    let joined = joined_recordings(dir.path(), 0);
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()

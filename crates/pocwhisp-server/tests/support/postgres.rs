@@ -12,6 +12,31 @@ pub(crate) fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A row as text, column by column (`None` for NULL).
+pub(crate) type TextRow = Vec<Option<String>>;
+
+/// Runs `statements` on the test database; the rows they returned, as text.
+pub(crate) async fn query(statements: &str) -> Vec<TextRow> {
+    let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (scripts/test starts it)");
+    let driver = tokio::spawn(connection);
+    let messages = client.simple_query(statements).await.expect(statements);
+    drop(client);
+    let _ = driver.await;
+    messages
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|index| row.get(index).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs `statement` on the test database.
 pub(crate) async fn admin(statement: &str) {
     let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
@@ -35,11 +60,32 @@ impl TestSchema {
         TestSchema { name }
     }
 
-    /// The URL of the test database with this schema first in the search path.
+    /// The URL of the test database with this schema first in the search path, and the
+    /// schema's name as the connections' `application_name` (so a test can find, and kill,
+    /// exactly its own server's connections).
     pub(crate) fn url(&self) -> String {
         let base = server_url();
         let separator = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{separator}options=-c%20search_path%3D{}", self.name)
+        format!(
+            "{base}{separator}options=-c%20search_path%3D{name}&application_name={name}",
+            name = self.name
+        )
+    }
+
+    /// Terminates every connection of this schema's servers; how many there were.
+    pub(crate) async fn kill_connections(&self) -> u64 {
+        let rows = query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .await;
+        rows.len() as u64
+    }
+
+    /// Runs `statement` against the test database with this schema in the search path.
+    pub(crate) async fn query(&self, statement: &str) -> Vec<TextRow> {
+        query(&format!("SET search_path TO {}; {statement}", self.name)).await
     }
 }
 

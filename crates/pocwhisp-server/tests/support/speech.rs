@@ -73,3 +73,29 @@ pub(crate) fn errors(reference: &[String], hypothesis: &[String]) -> usize {
 pub(crate) fn words_of(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
+
+/// Runs sox (Debian's `sox` and `libsox-fmt-mp3`, which scripts/test installs).
+pub(crate) fn sox(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let status = Command::new("sox")
+        .args(args.iter().map(|arg| arg.as_ref()))
+        .status()
+        .expect("sox, from Debian (scripts/test installs it)");
+    assert!(status.success(), "sox failed");
+}
+
+/// The five recordings back to back (about 25 s of speech, a few seconds to transcribe),
+/// starting with the `first`-th, written to `dir`: long enough that a job is still running
+/// when a test acts on it, and different audio for each `first`.
+pub(crate) fn joined_recordings(dir: &Path, first: usize) -> PathBuf {
+    let mut files: Vec<PathBuf> = references()
+        .into_iter()
+        .map(|(id, _)| recording(&id))
+        .collect();
+    let count = files.len();
+    files.rotate_left(first % count);
+    let joined = dir.join(format!("joined-{first}.wav"));
+    files.push(joined.clone());
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = files.iter().map(|path| path as _).collect();
+    sox(&args);
+    joined
+}
