@@ -360,24 +360,19 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, Option<SessionDetail>> {
         Box::pin(async move {
             let connection = self.connection().await?;
-            let row = connection
-                .query_opt(
-                    &format!(
-                        "SELECT {SESSION_COLUMNS} FROM audio_sessions WHERE id = $1 \
-                         AND ($2::text IS NULL OR owner = $2)"
-                    ),
-                    &[&id, &owner],
-                )
-                .await
-                .map_err(pg)?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let session = session_of(&row);
-            let segments = segments_of(&connection, &session.id).await?;
-            let summary = summary_of(&connection, &session.id).await?;
-            Ok(Some(SessionDetail {
-                session,
+            // The three queries are pipelined on the one connection: one round trip, not
+            // three. Segments and summary of a session that is not the caller's are dropped.
+            let query = format!(
+                "SELECT {SESSION_COLUMNS} FROM audio_sessions WHERE id = $1 \
+                 AND ($2::text IS NULL OR owner = $2)"
+            );
+            let (row, segments, summary) = tokio::try_join!(
+                async { connection.query_opt(&query, &[&id, &owner]).await.map_err(pg) },
+                segments_of(&connection, id),
+                summary_of(&connection, id),
+            )?;
+            Ok(row.map(|row| SessionDetail {
+                session: session_of(&row),
                 segments,
                 summary,
             }))
@@ -699,9 +694,11 @@ impl Store for PostgresStore {
                 return Ok(None);
             };
             let id: String = found.get(0);
+            let (segments, summary) =
+                tokio::try_join!(segments_of(&connection, &id), summary_of(&connection, &id))?;
             Ok(Some(Transcript {
-                segments: segments_of(&connection, &id).await?,
-                summary: summary_of(&connection, &id).await?,
+                segments,
+                summary,
                 engine: engine.to_owned(),
                 model: found.get::<_, Option<String>>(1).unwrap_or_default(),
                 processing_time: found.get::<_, Option<f64>>(2).unwrap_or_default(),
