@@ -367,7 +367,12 @@ impl Store for PostgresStore {
                  AND ($2::text IS NULL OR owner = $2)"
             );
             let (row, segments, summary) = tokio::try_join!(
-                async { connection.query_opt(&query, &[&id, &owner]).await.map_err(pg) },
+                async {
+                    connection
+                        .query_opt(&query, &[&id, &owner])
+                        .await
+                        .map_err(pg)
+                },
                 segments_of(&connection, id),
                 summary_of(&connection, id),
             )?;
