@@ -120,7 +120,7 @@ impl PgCounters {
 /// | `{prefix}_connections`, `_idle_connections`, `_in_use_connections`, `_waiting` | gauges |
 /// | `{prefix}_checkouts_total`, `_waits_total`, `_timeouts_total`, `_queries_total`, `_slow_queries_total` | counters |
 /// | `{prefix}_closed_total` | counter with `reason` = `lifetime`, `idle`, `surplus` |
-/// | `{prefix}_wait_seconds_total` | counter: time spent waiting for a connection |
+/// | `{prefix}_wait_time_seconds` | gauge: time spent waiting for a connection so far (a float, which the `metrics` counters cannot hold) |
 #[derive(Debug)]
 pub(crate) struct PgTelemetry {
     gauges: [metrics::Gauge; 4],
@@ -153,7 +153,7 @@ impl PgTelemetry {
             metrics::describe_counter!(format!("{prefix}_{what}_total"), help);
         }
         metrics::describe_gauge!(
-            format!("{prefix}_wait_seconds_total"),
+            format!("{prefix}_wait_time_seconds"),
             metrics::Unit::Seconds,
             "Time spent waiting for connections, all together"
         );
@@ -182,7 +182,7 @@ impl PgTelemetry {
             ],
             closed: [closed("lifetime"), closed("idle"), closed("surplus")],
             // A gauge holding a running total: `metrics` counters are whole numbers.
-            wait_seconds: gauge("wait_seconds_total"),
+            wait_seconds: gauge("wait_time_seconds"),
         }
     }
 

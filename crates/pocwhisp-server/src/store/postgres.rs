@@ -840,7 +840,7 @@ impl Store for PostgresStore {
                 perf_profiler::snapshot::names::DB_SLOW_QUERIES,
                 stats.slow_queries as f64,
             ),
-            ("db_wait_seconds_total", stats.wait_time.as_secs_f64()),
+            ("db_wait_time_seconds", stats.wait_time.as_secs_f64()),
             ("db_timeouts_count", stats.timeouts as f64),
         ]
     }

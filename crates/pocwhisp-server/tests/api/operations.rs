@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::helpers::{ADMIN, error_of, spawn_app, spawn_with};
+use crate::helpers::{ADMIN, USER, error_of, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn liveness_readiness_and_dependencies() {
@@ -346,14 +346,36 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let app = spawn_with(|config| {
+    // On PostgreSQL, so that the pool's and the database breaker's series are there too.
+    let schema = crate::postgres::TestSchema::create("promtool").await;
+    let url = schema.url();
+    let app = spawn_with(move |config| {
         config.monitoring.metrics_update_interval = Duration::from_millis(100);
         config.monitoring.retention = Duration::from_secs(60);
+        config.database.url = Some(pocwhisp_server::config::Secret::new(url));
     })
     .await;
-    for path in ["/api/v1/live", "/nope", "/api/v1/health"] {
-        app.get(path).send().await.unwrap();
+    for _ in 0..100 {
+        if app.get("/api/v1/ready").send().await.unwrap().status() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    for path in [
+        "/api/v1/live",
+        "/nope",
+        "/api/v1/health",
+        "/api/v1/performance/metrics",
+    ] {
+        app.get(path).bearer_auth(ADMIN).send().await.unwrap();
+    }
+    let list = app
+        .get("/api/v1/transcribe")
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let text = app.admin_get("/metrics").await.text().await.unwrap();
     let mut promtool = std::process::Command::new("promtool")
