@@ -53,6 +53,7 @@ fn transcript() -> Transcript {
                 end_time: f64::from(n) + 0.8,
                 text: "and mr john guess what and then at leisure to consider".to_owned(),
                 confidence: 0.6,
+                words: Vec::new(),
             })
             .collect(),
         summary: Some(Summary {

@@ -262,7 +262,7 @@ impl Application {
         let _ = state.inner.router.set(router.clone());
         let config = Arc::clone(&state.inner.config);
         let service = ServiceBuilder::new()
-            .map_response(error_body::render)
+            .layer(error_body::RenderErrorsLayer)
             .layer(TraceLayer::new(config.monitoring.slow_request_threshold))
             .layer(LatencyLayer::new(state.inner.profiler.latency().clone()))
             .layer(AuthenticateLayer::new(self.tokens))

@@ -25,7 +25,9 @@ fn our_words(engine: &SphinxEngine, file: &Path) -> Vec<String> {
         .iter()
         .map(|samples| {
             let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate).unwrap();
-            engine.transcribe(&pcm, &CancelToken::default()).unwrap()
+            engine
+                .transcribe(&pcm, &CancelToken::default(), &mut |_| {})
+                .unwrap()
         })
         .collect();
     segments_of(&channels)

@@ -77,6 +77,11 @@ fn transcript(text: &str) -> Transcript {
                 end_time: 1.5,
                 text: text.to_owned(),
                 confidence: 0.75,
+                words: vec![pocwhisp_server::store::TimedWord {
+                    word: "hello".to_owned(),
+                    start: 0.25,
+                    end: 0.5,
+                }],
             },
             Segment {
                 speaker: "right".to_owned(),
@@ -84,6 +89,7 @@ fn transcript(text: &str) -> Transcript {
                 end_time: 2.0,
                 text: "and the other side".to_owned(),
                 confidence: 0.5,
+                words: Vec::new(),
             },
         ],
         summary: Some(Summary {

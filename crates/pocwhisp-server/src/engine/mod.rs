@@ -13,7 +13,7 @@ use perf_pool::manager::PoolManager;
 use perf_pool::object::ObjectPool;
 use perf_pool::task::CancelToken;
 
-pub use segments::{segments_of, speakers_for};
+pub use segments::{segments_of, speakers_for, text_of};
 
 use crate::config::{EngineConfig, EngineKind};
 
@@ -68,7 +68,8 @@ pub trait Transcriber: Send + Sync {
     fn name(&self) -> &'static str;
     /// The model, recorded on each session (`en-us`).
     fn model(&self) -> &str;
-    /// Recognises one channel.
+    /// Recognises one channel, handing each utterance to `on_utterance` as soon as it is
+    /// decoded (the OpenAI endpoint streams them).
     ///
     /// # Errors
     ///
@@ -77,11 +78,28 @@ pub trait Transcriber: Send + Sync {
         &self,
         samples: &[i16],
         cancel: &CancelToken,
+        on_utterance: &mut dyn FnMut(&Utterance),
     ) -> Result<Vec<Utterance>, EngineError>;
 
     /// Lists the engine's pools (decoders, connections) on the server's pool manager, for
     /// `/performance` and the metrics.
     fn register_pools(&self, _pools: &PoolManager) {}
+
+    /// The model names it answers to on `/v1/audio/transcriptions` (`GET /v1/models`).
+    fn models(&self) -> Vec<String> {
+        vec![self.name().to_owned()]
+    }
+
+    /// Whether it transcribes `language` (an ISO-639-1 code).
+    fn understands(&self, language: &str) -> bool {
+        language == "en"
+    }
+
+    /// How long until the engine can take work again, when it cannot now (every remote
+    /// down): uploads are refused at once rather than stored to fail.
+    fn unavailable_for(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// CMU PocketSphinx with Debian's English model; decoders pooled, since making one loads
@@ -142,13 +160,14 @@ impl Transcriber for SphinxEngine {
         &self,
         samples: &[i16],
         cancel: &CancelToken,
+        on_utterance: &mut dyn FnMut(&Utterance),
     ) -> Result<Vec<Utterance>, EngineError> {
         let mut decoder = self.decoders.get();
         if decoder.is_err() {
             *decoder = sphinx::Decoder::new(Arc::clone(&self.sphinx), &self.model_dir);
         }
         let result = match &mut *decoder {
-            Ok(decoder) => decoder.decode(samples, cancel),
+            Ok(decoder) => decoder.decode(samples, cancel, on_utterance),
             Err(error) => Err(error.clone()),
         };
         if decoder.as_ref().is_ok_and(|decoder| !decoder.reusable()) {

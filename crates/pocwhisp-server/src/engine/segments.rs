@@ -4,7 +4,7 @@
 //! segments of one speaker less than a second apart joined (the original's rule).
 
 use super::{Utterance, Word};
-use crate::store::Segment;
+use crate::store::{Segment, TimedWord};
 
 /// A pause this long between two words starts a new segment.
 const PAUSE: f64 = 0.5;
@@ -31,6 +31,17 @@ fn spelling(text: &str) -> &str {
         Some(open) if text.ends_with(')') => &text[..open],
         _ => text,
     }
+}
+
+/// The words of `utterance` as a transcript shows them: fillers dropped, spellings folded.
+pub fn text_of(utterance: &Utterance) -> String {
+    utterance
+        .words
+        .iter()
+        .filter(|word| is_speech(word))
+        .map(|word| spelling(&word.text))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The segments of one speaker's utterances.
@@ -67,6 +78,14 @@ fn segment(speaker: &str, words: &[&Word]) -> Segment {
         end_time: words[words.len() - 1].end,
         text,
         confidence: words.iter().map(|word| word.confidence).sum::<f64>() / words.len() as f64,
+        words: words
+            .iter()
+            .map(|word| TimedWord {
+                word: spelling(&word.text).to_owned(),
+                start: word.start,
+                end: word.end,
+            })
+            .collect(),
     }
 }
 
@@ -86,13 +105,14 @@ pub fn segments_of(channels: &[Vec<Utterance>]) -> Vec<Segment> {
             && last.speaker == segment.speaker
             && segment.start_time - last.end_time < JOIN
         {
-            let words_before = last.text.split_whitespace().count() as f64;
-            let words_added = segment.text.split_whitespace().count() as f64;
+            let words_before = last.words.len() as f64;
+            let words_added = segment.words.len() as f64;
             last.confidence = (last.confidence * words_before + segment.confidence * words_added)
                 / (words_before + words_added);
             last.text.push(' ');
             last.text.push_str(&segment.text);
             last.end_time = last.end_time.max(segment.end_time);
+            last.words.extend(segment.words);
             continue;
         }
         merged.push(segment);
@@ -158,5 +178,15 @@ mod tests {
             [("left", "hello again"), ("right", "hi"), ("left", "bye")]
         );
         assert_eq!(segments[0].end_time, 1.2);
+        let words: Vec<(&str, f64)> = segments[0]
+            .words
+            .iter()
+            .map(|word| (word.word.as_str(), word.start))
+            .collect();
+        assert_eq!(
+            words,
+            [("hello", 0.0), ("again", 0.9)],
+            "joined words keep their times"
+        );
     }
 }

@@ -297,6 +297,7 @@ impl Decoder {
         &mut self,
         samples: &[i16],
         cancel: &CancelToken,
+        on_utterance: &mut dyn FnMut(&Utterance),
     ) -> Result<Vec<Utterance>, EngineError> {
         let api = &self.sphinx.api;
         let ps = self.ps.as_ptr();
@@ -328,14 +329,18 @@ impl Decoder {
                 }
                 if !in_speech && in_utterance {
                     (api.ps_end_utt)(ps);
-                    utterances.push(self.words());
+                    let utterance = self.words();
+                    on_utterance(&utterance);
+                    utterances.push(utterance);
                     (api.ps_start_utt)(ps);
                     in_utterance = false;
                 }
             }
             (api.ps_end_utt)(ps);
             if in_utterance {
-                utterances.push(self.words());
+                let utterance = self.words();
+                on_utterance(&utterance);
+                utterances.push(utterance);
             }
         }
         Ok(utterances)

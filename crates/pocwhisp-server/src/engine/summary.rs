@@ -125,6 +125,7 @@ mod tests {
 
     fn segment(text: &str) -> Segment {
         Segment {
+            words: Vec::new(),
             speaker: "speaker".into(),
             start_time: 0.0,
             end_time: 1.0,

@@ -23,6 +23,13 @@ pub enum ApiError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// 400 naming the parameter at fault (`invalid_parameter`).
+    InvalidParameter {
+        /// The parameter.
+        param: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
     /// 401: no token, or one that is not valid.
     Unauthorized(&'static str),
     /// 403: a valid token without the role the route needs.
@@ -59,8 +66,8 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 impl ApiError {
     /// A 400 naming `field` and what it accepts.
     pub fn invalid_parameter(field: &str, expected: impl fmt::Display) -> Self {
-        ApiError::BadRequest {
-            code: "invalid_parameter",
+        ApiError::InvalidParameter {
+            param: field.to_owned(),
             message: format!("invalid `{field}`: expected {expected}"),
         }
     }
@@ -73,7 +80,9 @@ impl ApiError {
     /// The status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -88,6 +97,13 @@ impl ApiError {
 
     fn body(&self) -> ErrorBody {
         let (code, message) = match self {
+            ApiError::InvalidParameter { param, message } => {
+                return ErrorBody {
+                    code: "invalid_parameter",
+                    message: message.clone(),
+                    param: Some(param.clone()),
+                };
+            }
             ApiError::BadRequest { code, message } | ApiError::Unprocessable { code, message } => {
                 (*code, message.clone())
             }
@@ -103,7 +119,11 @@ impl ApiError {
                 "the server failed to handle the request; it has been logged".to_owned(),
             ),
         };
-        ErrorBody { code, message }
+        ErrorBody {
+            code,
+            message,
+            param: None,
+        }
     }
 }
 
@@ -126,6 +146,8 @@ pub struct ErrorBody {
     pub code: &'static str,
     /// The message for a person.
     pub message: String,
+    /// The request parameter at fault, when one is.
+    pub param: Option<String>,
 }
 
 impl IntoResponse for ApiError {

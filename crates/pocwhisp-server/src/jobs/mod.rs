@@ -20,7 +20,7 @@ pub use callback::{Callbacks, SIGNATURE, validate_callback};
 
 use crate::audio::{decode, resample};
 use crate::config::{AudioConfig, JobsConfig};
-use crate::engine::{EngineError, Transcriber, segments_of, summary};
+use crate::engine::{EngineError, Transcriber, segments_of, summary, text_of};
 use crate::store::{Job, SessionStatus, Store, Transcript};
 
 /// The kind jobs run as on the task pool, limited to the worker count.
@@ -33,6 +33,16 @@ pub struct Finished {
     pub session_id: String,
     /// Its status now.
     pub status: SessionStatus,
+}
+
+/// Words of a job as they are decoded: one utterance, or one stored segment of a transcript
+/// that is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The session.
+    pub session_id: Arc<str>,
+    /// The words, as the transcript shows them.
+    pub text: String,
 }
 
 /// The job runner of this process.
@@ -48,6 +58,7 @@ pub struct Jobs {
     worker: String,
     wake: Notify,
     finished: broadcast::Sender<Finished>,
+    progress: broadcast::Sender<Progress>,
     running: AtomicUsize,
     responses: ResponseCacheLayer,
     callbacks: Callbacks,
@@ -87,6 +98,7 @@ impl Jobs {
     /// A runner for `engine`; [`claim_forever`](Self::claim_forever) runs it.
     pub fn new(setup: JobsSetup, engine: Arc<dyn Transcriber>) -> Arc<Self> {
         let (finished, _) = broadcast::channel(1024);
+        let (progress, _) = broadcast::channel(4096);
         Arc::new(Jobs {
             store: setup.store,
             engine,
@@ -103,6 +115,7 @@ impl Jobs {
             ),
             wake: Notify::new(),
             finished,
+            progress,
             running: AtomicUsize::new(0),
             responses: setup.responses,
             callbacks: setup.callbacks,
@@ -122,6 +135,11 @@ impl Jobs {
     /// Every job this process finishes, as it finishes.
     pub fn subscribe(&self) -> broadcast::Receiver<Finished> {
         self.finished.subscribe()
+    }
+
+    /// The words of every job this process runs, as they are decoded.
+    pub fn subscribe_progress(&self) -> broadcast::Receiver<Progress> {
+        self.progress.subscribe()
     }
 
     /// Jobs running in this process now.
@@ -249,15 +267,29 @@ impl Jobs {
             .await
         {
             tracing::info!(session = %session.id, "same audio transcribed before: reusing it");
+            let session_id: Arc<str> = Arc::from(session.id.as_str());
+            for segment in &transcript.segments {
+                let _ = self.progress.send(Progress {
+                    session_id: Arc::clone(&session_id),
+                    text: segment.text.clone(),
+                });
+            }
             return Ok(transcript);
         }
         let path = self.data_dir.join(&session.filename);
         let engine = Arc::clone(&self.engine);
         let audio = self.audio.clone();
+        let (progress, session_id) = (self.progress.clone(), Arc::<str>::from(session.id.as_str()));
         let handle = self
             .pool
             .submit_blocking(KIND, 0, move |cancel| {
-                run_engine(engine.as_ref(), &path, &audio, &cancel)
+                let mut on_text = |text: String| {
+                    let _ = progress.send(Progress {
+                        session_id: Arc::clone(&session_id),
+                        text,
+                    });
+                };
+                run_engine(engine.as_ref(), &path, &audio, &cancel, &mut on_text)
             })
             .map_err(|_| JobError::Failed("the transcription queue is full".to_owned()))?;
         let mut handle = std::pin::pin!(handle);
@@ -302,6 +334,7 @@ fn run_engine(
     path: &std::path::Path,
     audio: &AudioConfig,
     cancel: &CancelToken,
+    on_text: &mut dyn FnMut(String),
 ) -> Result<Transcript, JobError> {
     let decoded =
         decode::decode(path, audio).map_err(|error| JobError::Failed(error.to_string()))?;
@@ -310,7 +343,12 @@ fn run_engine(
         let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate)
             .map_err(JobError::Failed)?;
         let utterances = engine
-            .transcribe(&pcm, cancel)
+            .transcribe(&pcm, cancel, &mut |utterance| {
+                let text = text_of(utterance);
+                if !text.is_empty() {
+                    on_text(text);
+                }
+            })
             .map_err(|error| match error {
                 EngineError::Cancelled => JobError::Cancelled,
                 other => JobError::Failed(other.to_string()),

@@ -5,9 +5,11 @@ pub(crate) mod cache;
 pub(crate) mod debug;
 pub(crate) mod health;
 pub(crate) mod metrics;
+mod openai;
 pub(crate) mod openapi;
 pub(crate) mod performance;
 pub(crate) mod transcribe;
+mod upload;
 
 use openapi::BearerAuth;
 use utoipa::OpenApi;
@@ -29,6 +31,7 @@ use crate::state::AppState;
     modifiers(&BearerAuth),
     tags(
         (name = "transcription", description = "Upload audio and read the transcripts (user)"),
+        (name = "openai", description = "OpenAI-compatible transcription and models (user)"),
         (name = "health", description = "Liveness, readiness and dependencies; no token needed"),
         (name = "performance", description = "The profiler's figures, health, reports, trends and optimizer (admin)"),
         (name = "cache", description = "The response cache (admin)"),
@@ -48,6 +51,7 @@ pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         // Uploads take as long as the client sends; the routes set their own limits.
         .merge(transcribe::router(state))
+        .merge(openai::router(state))
         .merge(health::router().route_layer(deadline))
         .merge(performance::router().route_layer(deadline))
         .merge(cache::router().route_layer(deadline))

@@ -3,29 +3,24 @@
 //! sessions only; admins see all.
 
 use std::convert::Infallible;
-use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
-use http::request::Parts;
-use http_body_util::BodyExt;
+use http::header::{CACHE_CONTROL, LOCATION};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::audio::decode;
-use crate::audio::intake::{self, IntakeError, Received, Receiving};
+use super::upload::{self, Caller, store_error};
 use crate::config::Role;
-use crate::http::{ApiError, Path, Principal, Query, RequireRole};
+use crate::http::{ApiError, Path, Query, RequireRole};
 use crate::jobs::validate_callback;
 use crate::session::{SessionSummary, SessionView};
 use crate::state::AppState;
-use crate::store::{ListQuery, NewSession, SessionStatus, StoreError};
+use crate::store::{ListQuery, SessionStatus};
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let max_upload = state.config().audio.max_upload.as_usize();
@@ -38,41 +33,6 @@ pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(read, delete).layer::<_, Infallible>(state.inner.responses.clone()))
         .route_layer(RequireRole(Role::User))
-}
-
-/// The verified caller; 401 without one (the role layer runs first, so this is a guard).
-pub(crate) struct Caller(pub(crate) Principal);
-
-impl Caller {
-    /// Whose sessions the caller may see: their own, or all for an admin.
-    fn owner(&self) -> Option<&str> {
-        (!self.0.may(Role::Admin)).then_some(&*self.0.identity)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .map(Caller)
-            .ok_or(ApiError::Unauthorized(
-                "this route needs `Authorization: Bearer <token>`",
-            ))
-    }
-}
-
-fn store_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::Unavailable(reason) => ApiError::Unavailable {
-            message: format!("storage is unavailable: {reason}"),
-            retry_after: Duration::from_secs(5),
-        },
-        StoreError::Other(reason) => ApiError::internal(reason),
-    }
 }
 
 /// Wait for the result, or answer 202 at once.
@@ -108,116 +68,6 @@ pub(crate) struct Accepted {
     location: String,
 }
 
-/// Content types taken as a raw audio body.
-fn is_audio(content_type: &str) -> bool {
-    content_type.starts_with("audio/") || content_type.starts_with("application/octet-stream")
-}
-
-/// Reads the upload (a multipart field `audio` or `file`, or a raw audio body) into a
-/// temporary file; the file name the client gave.
-async fn receive(state: &AppState, request: Request) -> Result<(Received, String), ApiError> {
-    let limit = state.config().audio.max_upload.0;
-    let data_dir = &state.config().server.data_dir;
-    let too_large = || {
-        ApiError::PayloadTooLarge(format!(
-            "the upload is larger than the {} accepted",
-            state.config().audio.max_upload
-        ))
-    };
-    let intake_error = |error: IntakeError| match error {
-        IntakeError::TooLarge(_) => too_large(),
-        IntakeError::Io(error) => ApiError::internal(format!("storing the upload: {error}")),
-    };
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::BadRequest {
-                code: "invalid_multipart",
-                message: rejection.body_text(),
-            })?;
-        loop {
-            let field = multipart.next_field().await.map_err(|error| {
-                if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::BadRequest {
-                        code: "invalid_multipart",
-                        message: error.body_text(),
-                    }
-                }
-            })?;
-            let Some(mut field) = field else {
-                return Err(ApiError::BadRequest {
-                    code: "missing_file",
-                    message: "no audio: send it in a multipart field named `audio` (or `file`)"
-                        .to_owned(),
-                });
-            };
-            if !matches!(field.name(), Some("audio" | "file")) {
-                continue;
-            }
-            let name = field.file_name().unwrap_or("upload").to_owned();
-            let mut upload = Receiving::start(data_dir, limit)
-                .await
-                .map_err(intake_error)?;
-            loop {
-                let chunk = field.chunk().await.map_err(|error| {
-                    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        too_large()
-                    } else {
-                        ApiError::BadRequest {
-                            code: "invalid_multipart",
-                            message: error.body_text(),
-                        }
-                    }
-                })?;
-                match chunk {
-                    Some(chunk) => upload.write(&chunk).await.map_err(intake_error)?,
-                    None => break,
-                }
-            }
-            return Ok((upload.finish().await.map_err(intake_error)?, name));
-        }
-    }
-    if !is_audio(&content_type) {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the audio as multipart/form-data (field `audio`) or as a raw body with an audio/* content type".to_owned(),
-        ));
-    }
-    let mut upload = Receiving::start(data_dir, limit)
-        .await
-        .map_err(intake_error)?;
-    let mut body = request.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            let limited = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
-                || error.to_string().contains("length limit");
-            if limited {
-                too_large()
-            } else {
-                ApiError::BadRequest {
-                    code: "invalid_body",
-                    message: format!("the upload was cut off: {error}"),
-                }
-            }
-        })?;
-        if let Ok(data) = frame.into_data() {
-            upload.write(&data).await.map_err(intake_error)?;
-        }
-    }
-    Ok((
-        upload.finish().await.map_err(intake_error)?,
-        "upload".to_owned(),
-    ))
-}
-
 /// Upload audio to transcribe.
 #[utoipa::path(post, path = "/api/v1/transcribe", tag = "transcription",
     security(("bearer" = [])), params(UploadQuery),
@@ -237,20 +87,8 @@ async fn upload(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let shared = &state.inner;
     let config = state.config();
-    let Some(jobs) = shared.jobs.as_ref() else {
-        return Err(ApiError::Unavailable {
-            message: shared.engine_problem.clone().unwrap_or_default(),
-            retry_after: Duration::from_secs(60),
-        });
-    };
-    if shared.memory.is_over() {
-        return Err(ApiError::Unavailable {
-            message: "the server is above its memory limit; retry when it has caught up".to_owned(),
-            retry_after: Duration::from_secs(10),
-        });
-    }
+    let jobs = upload::accepting(&state)?;
     if let Some(url) = &query.callback_url {
         validate_callback(
             url,
@@ -258,73 +96,24 @@ async fn upload(
             config.jobs.callback_secret.as_ref(),
         )?;
     }
-    let (received, original_name) = receive(&state, request).await?;
-    let path = received.path.clone();
-    let limits = config.audio.clone();
-    let inspected = tokio::task::spawn_blocking(move || decode::inspect(&path, &limits))
-        .await
-        .map_err(ApiError::internal)?;
-    let info = match inspected {
-        Ok(info) => info,
-        Err(error) => {
-            intake::discard(received).await;
-            return Err(error.into());
+    let received = upload::receive(&state, request, &["audio", "file"], || {
+        ApiError::BadRequest {
+            code: "missing_file",
+            message: "no audio: send it in a multipart field named `audio` (or `file`)".to_owned(),
         }
-    };
-    let (sha256, size) = (received.sha256.clone(), received.size);
-    let audio_lock = shared.audio_locks.lock(&sha256).await;
-    let filename = intake::keep(&config.server.data_dir, received)
-        .await
-        .map_err(|error| ApiError::internal(format!("storing the upload: {error}")))?;
-    let id = uuid::Uuid::new_v4().to_string();
-    // Subscribed before the job exists, so its end cannot be missed.
-    let mut finished = jobs.subscribe();
-    let session = NewSession {
-        id: id.clone(),
-        owner: caller.0.identity.to_string(),
-        filename,
-        original_name,
-        sha256,
-        duration: info.duration,
-        channels: info.channels,
-        sample_rate: info.sample_rate,
-        bits_per_sample: info.bits_per_sample,
-        format: info.format.to_owned(),
-        file_size: size,
-        callback_url: query.callback_url.clone(),
-        priority: 0,
-        created_at: SystemTime::now(),
-    };
-    shared
-        .store
-        .create_session(&session)
-        .await
-        .map_err(store_error)?;
-    drop(audio_lock);
-    jobs.notify();
-    let location = format!("/api/v1/transcribe/{id}");
+    })
+    .await?;
+    let mut accepted = upload::accept(&state, jobs, &caller, received, query.callback_url).await?;
+    let id = accepted.id;
     if matches!(query.mode, Mode::Sync) {
         let deadline = tokio::time::Instant::now() + config.jobs.sync_wait;
-        loop {
-            let event = tokio::time::timeout_at(deadline, finished.recv()).await;
-            let done = match event {
-                Err(_) => break,
-                Ok(Ok(event)) => event.session_id == id,
-                Ok(Err(RecvError::Lagged(_))) => true,
-                Ok(Err(RecvError::Closed)) => break,
-            };
-            if done
-                && let Some(detail) = shared.store.session(&id, None).await.map_err(store_error)?
-                && matches!(
-                    detail.session.status,
-                    SessionStatus::Completed | SessionStatus::Failed
-                )
-            {
-                let deliveries = Vec::new();
-                return Ok(Json(SessionView::new(detail, deliveries)).into_response());
-            }
+        if let Some(detail) =
+            upload::finished(&state, &id, &mut accepted.finished, Some(deadline)).await?
+        {
+            return Ok(Json(SessionView::new(detail, Vec::new())).into_response());
         }
     }
+    let location = format!("/api/v1/transcribe/{id}");
     Ok((
         StatusCode::ACCEPTED,
         [(LOCATION, location.clone())],

@@ -172,6 +172,21 @@ pub struct Segment {
     pub text: String,
     /// The engine's confidence, 0 to 1.
     pub confidence: f64,
+    /// The words with their times, for the OpenAI endpoint's word timestamps (not part of
+    /// the original API's segment).
+    #[serde(skip)]
+    pub words: Vec<TimedWord>,
+}
+
+/// One word of a segment, as OpenAI's `words` list has it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TimedWord {
+    /// The word.
+    pub word: String,
+    /// Seconds from the start.
+    pub start: f64,
+    /// Seconds from the start.
+    pub end: f64,
 }
 
 /// A summary of a transcript.

@@ -155,7 +155,7 @@ fn session_of(row: &Row) -> Session {
 async fn segments_of(connection: &PgConn, session_id: &str) -> Result<Vec<Segment>, StoreError> {
     let rows = connection
         .query(
-            "SELECT speaker, start_time, end_time, text, confidence FROM transcript_segments \
+            "SELECT speaker, start_time, end_time, text, confidence, words FROM transcript_segments \
              WHERE session_id = $1 ORDER BY start_time, id",
             &[&session_id],
         )
@@ -169,6 +169,7 @@ async fn segments_of(connection: &PgConn, session_id: &str) -> Result<Vec<Segmen
             end_time: row.get(2),
             text: row.get(3),
             confidence: row.get(4),
+            words: serde_json::from_str(row.get(5)).unwrap_or_default(),
         })
         .collect())
 }
@@ -567,12 +568,17 @@ impl Store for PostgresStore {
             let ends: Vec<f64> = segments.iter().map(|s| s.end_time).collect();
             let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
             let confidences: Vec<f64> = segments.iter().map(|s| s.confidence).collect();
+            let words = segments
+                .iter()
+                .map(|s| serde_json::to_string(&s.words))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|error| StoreError::Other(error.to_string()))?;
             transaction
                 .execute(
                     "INSERT INTO transcript_segments \
-                     (session_id, speaker, start_time, end_time, text, confidence) \
-                     SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::float8[], $5::text[], $6::float8[])",
-                    &[&session_id, &speakers, &starts, &ends, &texts, &confidences],
+                     (session_id, speaker, start_time, end_time, text, confidence, words) \
+                     SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::float8[], $5::text[], $6::float8[], $7::text[])",
+                    &[&session_id, &speakers, &starts, &ends, &texts, &confidences, &words],
                 )
                 .await
                 .map_err(pg)?;

@@ -164,7 +164,7 @@ fn session_of(row: &Row<'_>) -> rusqlite::Result<Session> {
 
 fn segments_of(connection: &Connection, session_id: &str) -> rusqlite::Result<Vec<Segment>> {
     let mut statement = connection.prepare_cached(
-        "SELECT speaker, start_time, end_time, text, confidence FROM transcript_segments \
+        "SELECT speaker, start_time, end_time, text, confidence, words FROM transcript_segments \
          WHERE session_id = ?1 ORDER BY start_time, id",
     )?;
     let rows = statement.query_map([session_id], |row| {
@@ -174,6 +174,7 @@ fn segments_of(connection: &Connection, session_id: &str) -> rusqlite::Result<Ve
             end_time: row.get(2)?,
             text: row.get(3)?,
             confidence: row.get(4)?,
+            words: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
         })
     })?;
     rows.collect()
@@ -473,8 +474,8 @@ impl Store for SqliteStore {
                 let mut insert = transaction
                     .prepare_cached(
                         "INSERT INTO transcript_segments \
-                         (session_id, speaker, start_time, end_time, text, confidence) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                         (session_id, speaker, start_time, end_time, text, confidence, words) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )
                     .map_err(sql)?;
                 for segment in &transcript.segments {
@@ -485,7 +486,8 @@ impl Store for SqliteStore {
                             segment.start_time,
                             segment.end_time,
                             segment.text,
-                            segment.confidence
+                            segment.confidence,
+                            serde_json::to_string(&segment.words).map_err(other)?
                         ])
                         .map_err(sql)?;
                 }

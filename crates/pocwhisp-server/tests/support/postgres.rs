@@ -91,7 +91,15 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        // The test's servers may still hold connections (a transaction whose rollback
+        // their stopped runtime never sent): end them first, or the drop waits on their
+        // locks while blocking the very runtime that would release them.
+        let statement = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{name}' AND pid <> pg_backend_pid(); \
+             DROP SCHEMA IF EXISTS {name} CASCADE",
+            name = self.name
+        );
         // Drop runs inside the test's runtime: the cleanup gets a thread and runtime of its
         // own.
         let _ = std::thread::spawn(move || {

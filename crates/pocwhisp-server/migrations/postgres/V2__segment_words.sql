@@ -1,0 +1,3 @@
+-- Each segment's words with their times (JSON: [{"word", "start", "end"}]), for word
+-- timestamps on the OpenAI-compatible endpoint. A constant default: no table rewrite.
+ALTER TABLE transcript_segments ADD COLUMN words TEXT NOT NULL DEFAULT '[]';

@@ -1,0 +1,542 @@
+//! The OpenAI-compatible front door: `POST /v1/audio/transcriptions` and `GET /v1/models`, so
+//! that the OpenAI SDKs and tools built on them work against this server unchanged.
+//!
+//! The same tokens (`user` role), intake, limits, quota, store and jobs as
+//! `POST /api/v1/transcribe`: one pipeline, two doors, and the session shows up in
+//! `GET /api/v1/transcribe`. Answers and errors are OpenAI's shapes (errors are written by
+//! [`crate::http::error_body`] for every route under `/v1/`); fields OpenAI does not
+//! know are ignored, as OpenAI ignores them.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+use super::upload::{self, Caller};
+use crate::audio::intake;
+use crate::config::Role;
+use crate::http::{ApiError, RequireRole};
+use crate::state::AppState;
+use crate::store::{Segment, SessionDetail, SessionStatus};
+
+pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    let max_upload = state.config().audio.max_upload.as_usize();
+    OpenApiRouter::new()
+        .routes(
+            routes!(transcriptions)
+                .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
+                .layer::<_, Infallible>(state.inner.uploads.clone()),
+        )
+        .routes(routes!(models))
+        .route_layer(RequireRole(Role::User))
+}
+
+/// A model, as OpenAI's models list shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Model {
+    id: String,
+    /// Always `model`.
+    object: &'static str,
+    /// When the server started, in Unix seconds.
+    created: u64,
+    owned_by: &'static str,
+}
+
+/// OpenAI's list shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelList {
+    /// Always `list`.
+    object: &'static str,
+    data: Vec<Model>,
+}
+
+/// The models that can answer: the engine's.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("bearer" = [])),
+    responses((status = 200, description = "OpenAI's models list", body = ModelList)))]
+async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    let started = SystemTime::now()
+        .checked_sub(state.inner.started.elapsed())
+        .unwrap_or(UNIX_EPOCH);
+    let created = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let data = state
+        .inner
+        .jobs
+        .as_ref()
+        .map(|jobs| jobs.engine().models())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| Model {
+            id,
+            object: "model",
+            created,
+            owned_by: "pocwhisp",
+        })
+        .collect();
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+}
+
+/// `response_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Text,
+    Srt,
+    Vtt,
+    VerboseJson,
+}
+
+/// The request's fields, checked.
+#[derive(Debug)]
+struct Options {
+    format: Format,
+    words: bool,
+    stream: bool,
+    temperature: f64,
+    language: Option<String>,
+}
+
+/// The last value of `name`, if sent.
+fn field<'a>(fields: &'a BTreeMap<String, Vec<String>>, name: &str) -> Option<&'a str> {
+    fields
+        .get(name)
+        .and_then(|values| values.last())
+        .map(|value| value.trim())
+}
+
+fn options(fields: &BTreeMap<String, Vec<String>>, models: &[String]) -> Result<Options, ApiError> {
+    match field(fields, "model") {
+        None | Some("") => {
+            return Err(ApiError::invalid_parameter(
+                "model",
+                format!("a model: one of {}", models.join(", ")),
+            ));
+        }
+        Some(model) if !models.iter().any(|known| known == model) => {
+            return Err(ApiError::invalid_parameter(
+                "model",
+                format!(
+                    "a model this server serves ({}), not `{model}`",
+                    models.join(", ")
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    let format = match field(fields, "response_format").unwrap_or("json") {
+        "json" => Format::Json,
+        "text" => Format::Text,
+        "srt" => Format::Srt,
+        "vtt" => Format::Vtt,
+        "verbose_json" => Format::VerboseJson,
+        other => {
+            return Err(ApiError::invalid_parameter(
+                "response_format",
+                format!("one of json, text, srt, vtt, verbose_json, not `{other}`"),
+            ));
+        }
+    };
+    // Some clients send the array field without its brackets.
+    let granularities: Vec<&str> = ["timestamp_granularities[]", "timestamp_granularities"]
+        .iter()
+        .filter_map(|name| fields.get(*name))
+        .flatten()
+        .map(|value| value.trim())
+        .collect();
+    for granularity in &granularities {
+        if !matches!(*granularity, "segment" | "word") {
+            return Err(ApiError::invalid_parameter(
+                "timestamp_granularities[]",
+                format!("segment or word, not `{granularity}`"),
+            ));
+        }
+    }
+    if !granularities.is_empty() && format != Format::VerboseJson {
+        return Err(ApiError::invalid_parameter(
+            "timestamp_granularities[]",
+            "timestamp granularities only with response_format verbose_json",
+        ));
+    }
+    let temperature = match field(fields, "temperature") {
+        None | Some("") => 0.0,
+        Some(text) => match text.parse::<f64>() {
+            Ok(value) if (0.0..=1.0).contains(&value) => value,
+            _ => {
+                return Err(ApiError::invalid_parameter(
+                    "temperature",
+                    "a number from 0 to 1",
+                ));
+            }
+        },
+    };
+    let stream = match field(fields, "stream") {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid_parameter("stream", "true or false")),
+    };
+    if stream && format != Format::Json && format != Format::Text {
+        return Err(ApiError::invalid_parameter(
+            "stream",
+            "streaming with response_format json or text",
+        ));
+    }
+    let language = field(fields, "language")
+        .filter(|language| !language.is_empty())
+        .map(str::to_ascii_lowercase);
+    if let Some(language) = &language
+        && !(2..=3).contains(&language.len())
+    {
+        return Err(ApiError::invalid_parameter(
+            "language",
+            "an ISO-639-1 code such as `en`",
+        ));
+    }
+    Ok(Options {
+        format,
+        words: granularities.contains(&"word"),
+        stream,
+        temperature,
+        language,
+    })
+}
+
+/// Transcribes audio, answering in the `response_format` asked for.
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
+    security(("bearer" = [])),
+    request_body(description = "multipart/form-data as OpenAI documents it: `file` and `model` (required), `language`, `prompt`, `response_format` (json, text, srt, vtt, verbose_json), `temperature`, `timestamp_granularities[]` (segment, word; with verbose_json), `stream`", content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The transcript: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
+        (status = 400, description = "OpenAI's error body, naming the parameter at fault"),
+        (status = 413, description = "Larger than audio.max_upload"),
+        (status = 415, description = "Not an audio format the server decodes"),
+        (status = 503, description = "No speech engine, or every remote engine down"),
+    ))]
+async fn transcriptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let jobs = upload::accepting(&state)?;
+    let models = jobs.engine().models();
+    let received = upload::receive(&state, request, &["file"], || {
+        ApiError::invalid_parameter("file", "an audio file in the multipart field `file`")
+    })
+    .await?;
+    let options = match options(&received.fields, &models) {
+        Ok(options) => options,
+        Err(error) => {
+            intake::discard(received.received).await;
+            return Err(error);
+        }
+    };
+    if let Some(language) = &options.language
+        && !jobs.engine().understands(language)
+    {
+        intake::discard(received.received).await;
+        return Err(ApiError::invalid_parameter(
+            "language",
+            format!("a language the engine transcribes, not `{language}`"),
+        ));
+    }
+    let mut accepted = upload::accept(&state, jobs, &caller, received, None).await?;
+    if options.stream {
+        return Ok(stream(state, accepted).into_response());
+    }
+    let detail = upload::finished(&state, &accepted.id, &mut accepted.finished, None)
+        .await?
+        .ok_or_else(|| ApiError::internal("the job runner stopped"))?;
+    render(&detail, &options)
+}
+
+/// The job's words as OpenAI streams them: a `transcript.text.delta` event per utterance as
+/// it is decoded, then `transcript.text.done` with the whole text.
+fn stream(state: AppState, accepted: upload::Accepted) -> impl IntoResponse {
+    let upload::Accepted {
+        id,
+        mut finished,
+        mut progress,
+        ..
+    } = accepted;
+    let events = async_stream(move |sender| async move {
+        let mut done =
+            std::pin::pin!(async { upload::finished(&state, &id, &mut finished, None).await });
+        let mut first = true;
+        loop {
+            tokio::select! {
+                biased;
+                update = progress.recv() => match update {
+                    Ok(update) if *update.session_id == *id => {
+                        let delta = if first { update.text } else { format!(" {}", update.text) };
+                        first = false;
+                        let event = serde_json::json!({"type": "transcript.text.delta", "delta": delta});
+                        if sender.send(Event::default().data(event.to_string())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                result = &mut done => {
+                    let event = match result {
+                        Ok(Some(detail)) if detail.session.status == SessionStatus::Completed => {
+                            serde_json::json!({"type": "transcript.text.done", "text": text_of(&detail.segments)})
+                        }
+                        Ok(Some(detail)) => serde_json::json!({"type": "error", "error": {
+                            "message": detail.session.error_message.unwrap_or_default(),
+                            "type": "server_error", "param": null, "code": "transcription_failed"}}),
+                        _ => serde_json::json!({"type": "error", "error": {
+                            "message": "the transcription did not finish", "type": "server_error",
+                            "param": null, "code": null}}),
+                    };
+                    let _ = sender.send(Event::default().data(event.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Sse::new(events)
+}
+
+/// A stream fed by `produce` through a small channel.
+fn async_stream<F, Fut>(produce: F) -> impl futures_util::Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(produce(sender));
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (Ok(event), receiver))
+    })
+}
+
+/// The text of a transcript: its segments in time order.
+fn text_of(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|segment| segment.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `seconds` as a subtitle time: `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT); hours
+/// keep counting past 99.
+fn timestamp(seconds: f64, separator: char) -> String {
+    let millis = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (secs, millis) = (rest / 1000, rest % 1000);
+    format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
+}
+
+/// zlib's ratio of the text's size to its compressed size, as Whisper reports it (repetitive
+/// output compresses well).
+fn compression_ratio(text: &str) -> f64 {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    if encoder.write_all(text.as_bytes()).is_err() {
+        return 1.0;
+    }
+    match encoder.finish() {
+        Ok(compressed) if !compressed.is_empty() => text.len() as f64 / compressed.len() as f64,
+        _ => 1.0,
+    }
+}
+
+/// A language's name as Whisper's `verbose_json` gives it.
+fn language_name(code: &str) -> String {
+    let name = match code {
+        "en" => "english",
+        "de" => "german",
+        "es" => "spanish",
+        "fr" => "french",
+        "it" => "italian",
+        "pt" => "portuguese",
+        "nl" => "dutch",
+        "ru" => "russian",
+        "zh" => "chinese",
+        "ja" => "japanese",
+        "ko" => "korean",
+        "ar" => "arabic",
+        "hi" => "hindi",
+        "pl" => "polish",
+        "tr" => "turkish",
+        "sv" => "swedish",
+        "uk" => "ukrainian",
+        other => return other.to_owned(),
+    };
+    name.to_owned()
+}
+
+/// One segment of `verbose_json`.
+#[derive(Debug, Serialize)]
+struct VerboseSegment<'a> {
+    id: usize,
+    /// The segment's start in 10 ms frames (Whisper's seek is the window offset in frames).
+    seek: u64,
+    start: f64,
+    end: f64,
+    text: &'a str,
+    /// No tokenizer here: empty.
+    tokens: [u32; 0],
+    temperature: f64,
+    /// The natural log of the engine's mean word confidence.
+    avg_logprob: f64,
+    compression_ratio: f64,
+    /// Segments exist only where the engine heard speech: 0.
+    no_speech_prob: f64,
+}
+
+fn render(detail: &SessionDetail, options: &Options) -> Result<Response, ApiError> {
+    let session = &detail.session;
+    if session.status != SessionStatus::Completed {
+        return Err(ApiError::Unprocessable {
+            code: "transcription_failed",
+            message: session
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "the transcription failed".to_owned()),
+        });
+    }
+    let segments = &detail.segments;
+    let text = text_of(segments);
+    let plain = |body: String, content_type: &'static str| {
+        ([(CONTENT_TYPE, content_type)], body).into_response()
+    };
+    Ok(match options.format {
+        Format::Json => Json(serde_json::json!({ "text": text })).into_response(),
+        Format::Text => plain(format!("{text}\n"), "text/plain; charset=utf-8"),
+        Format::Srt => {
+            let mut body = String::new();
+            for (index, segment) in segments.iter().enumerate() {
+                body.push_str(&format!(
+                    "{}\n{} --> {}\n{}\n\n",
+                    index + 1,
+                    timestamp(segment.start_time, ','),
+                    timestamp(segment.end_time, ','),
+                    segment.text
+                ));
+            }
+            plain(body, "application/x-subrip; charset=utf-8")
+        }
+        Format::Vtt => {
+            let mut body = String::from("WEBVTT\n\n");
+            for segment in segments {
+                body.push_str(&format!(
+                    "{} --> {}\n{}\n\n",
+                    timestamp(segment.start_time, '.'),
+                    timestamp(segment.end_time, '.'),
+                    segment.text
+                ));
+            }
+            plain(body, "text/vtt; charset=utf-8")
+        }
+        Format::VerboseJson => {
+            let verbose: Vec<VerboseSegment<'_>> = segments
+                .iter()
+                .enumerate()
+                .map(|(id, segment)| VerboseSegment {
+                    id,
+                    seek: (segment.start_time * 100.0) as u64,
+                    start: segment.start_time,
+                    end: segment.end_time,
+                    text: &segment.text,
+                    tokens: [],
+                    temperature: options.temperature,
+                    avg_logprob: segment.confidence.max(1e-9).ln(),
+                    compression_ratio: compression_ratio(&segment.text),
+                    no_speech_prob: 0.0,
+                })
+                .collect();
+            let mut body = serde_json::json!({
+                "task": "transcribe",
+                "language": language_name(options.language.as_deref().unwrap_or("en")),
+                "duration": session.duration,
+                "text": text,
+                "segments": verbose,
+                "usage": {"type": "duration", "seconds": session.duration.ceil() as u64},
+            });
+            if options.words {
+                let words: Vec<_> = segments.iter().flat_map(|segment| &segment.words).collect();
+                body["words"] = serde_json::to_value(words).unwrap_or_default();
+            }
+            Json(body).into_response()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtitle_times_count_hours_past_a_day() {
+        assert_eq!(timestamp(0.15, ','), "00:00:00,150");
+        assert_eq!(timestamp(3_725.042, '.'), "01:02:05.042");
+        assert_eq!(timestamp(100.0 * 3600.0 + 0.5, ','), "100:00:00,500");
+    }
+
+    #[test]
+    fn repetitive_text_compresses_better() {
+        let varied = compression_ratio("and mr john guess what and then at leisure to consider");
+        let repeated = compression_ratio(&"the the the the ".repeat(20));
+        assert!(repeated > 3.0 * varied, "{repeated} against {varied}");
+    }
+
+    #[test]
+    fn fields_are_checked_and_name_themselves() {
+        let fields = |pairs: &[(&str, &str)]| {
+            let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (name, value) in pairs {
+                map.entry((*name).to_owned())
+                    .or_default()
+                    .push((*value).to_owned());
+            }
+            map
+        };
+        let models = ["sphinx".to_owned()];
+        let param = |pairs: &[(&str, &str)]| match options(&fields(pairs), &models) {
+            Err(ApiError::InvalidParameter { param, .. }) => param,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(param(&[]), "model");
+        assert_eq!(param(&[("model", "whisper-9")]), "model");
+        assert_eq!(
+            param(&[("model", "sphinx"), ("response_format", "xml")]),
+            "response_format"
+        );
+        assert_eq!(
+            param(&[("model", "sphinx"), ("temperature", "2")]),
+            "temperature"
+        );
+        assert_eq!(
+            param(&[("model", "sphinx"), ("timestamp_granularities[]", "word")]),
+            "timestamp_granularities[]"
+        );
+        let verbose = options(
+            &fields(&[
+                ("model", "sphinx"),
+                ("response_format", "verbose_json"),
+                ("timestamp_granularities", "word"),
+                ("unknown", "ignored"),
+            ]),
+            &models,
+        )
+        .unwrap();
+        assert!(verbose.words && verbose.format == Format::VerboseJson);
+    }
+}

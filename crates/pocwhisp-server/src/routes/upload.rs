@@ -1,0 +1,327 @@
+//! The one upload pipeline behind both front doors (`POST /api/v1/transcribe` and OpenAI's
+//! `POST /v1/audio/transcriptions`): who is calling, reading the body to disk (multipart or
+//! raw), checking the audio, storing it with its session and job, and waiting for the job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http_body_util::BodyExt;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::audio::decode;
+use crate::audio::intake::{self, IntakeError, Received, Receiving};
+use crate::config::Role;
+use crate::http::{ApiError, Principal};
+use crate::jobs::{Finished, Jobs, Progress};
+use crate::state::AppState;
+use crate::store::{NewSession, SessionDetail, SessionStatus, StoreError};
+
+/// The verified caller; 401 without one (the role layer runs first, so this is a guard).
+pub(crate) struct Caller(pub(crate) Principal);
+
+impl Caller {
+    /// Whose sessions the caller may see: their own, or all for an admin.
+    pub(crate) fn owner(&self) -> Option<&str> {
+        (!self.0.may(Role::Admin)).then_some(&*self.0.identity)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized(
+                "this route needs `Authorization: Bearer <token>`",
+            ))
+    }
+}
+
+/// A store failure as the client sees it.
+pub(crate) fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Unavailable(reason) => ApiError::Unavailable {
+            message: format!("storage is unavailable: {reason}"),
+            retry_after: Duration::from_secs(5),
+        },
+        StoreError::Other(reason) => ApiError::internal(reason),
+    }
+}
+
+/// The job runner, if the server takes uploads now: 503 without an engine or above the
+/// memory limit, before a byte of the body is read.
+pub(crate) fn accepting(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {
+    let shared = &state.inner;
+    let Some(jobs) = shared.jobs.as_ref() else {
+        return Err(ApiError::Unavailable {
+            message: shared.engine_problem.clone().unwrap_or_default(),
+            retry_after: Duration::from_secs(60),
+        });
+    };
+    if shared.memory.is_over() {
+        return Err(ApiError::Unavailable {
+            message: "the server is above its memory limit; retry when it has caught up".to_owned(),
+            retry_after: Duration::from_secs(10),
+        });
+    }
+    if let Some(retry_after) = jobs.engine().unavailable_for() {
+        return Err(ApiError::Unavailable {
+            message: format!(
+                "the speech engine ({}) is failing; retry later",
+                jobs.engine().name()
+            ),
+            retry_after,
+        });
+    }
+    Ok(jobs)
+}
+
+/// What a request body brought: the audio on disk, the file name the client gave, and the
+/// other multipart fields as text.
+pub(crate) struct Upload {
+    pub(crate) received: Received,
+    pub(crate) original_name: String,
+    pub(crate) fields: BTreeMap<String, Vec<String>>,
+}
+
+/// Text fields a multipart upload may carry besides the file, all together.
+const MAX_FIELD_BYTES: usize = 64 << 10;
+
+/// Reads the request into an [`Upload`]: multipart, with the audio in the first field named
+/// in `file_fields` (streamed to disk) and the other fields kept as text; or a raw body with
+/// an audio content type. `Err(None)` from `missing` means no file was sent.
+pub(crate) async fn receive(
+    state: &AppState,
+    request: Request,
+    file_fields: &[&str],
+    missing: impl FnOnce() -> ApiError,
+) -> Result<Upload, ApiError> {
+    let limit = state.config().audio.max_upload.0;
+    let data_dir = &state.config().server.data_dir;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the upload is larger than the {} accepted",
+            state.config().audio.max_upload
+        ))
+    };
+    let intake_error = |error: IntakeError| match error {
+        IntakeError::TooLarge(_) => too_large(),
+        IntakeError::Io(error) => ApiError::internal(format!("storing the upload: {error}")),
+    };
+    let multipart_error = |error: axum::extract::multipart::MultipartError| {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::BadRequest {
+                code: "invalid_multipart",
+                message: error.body_text(),
+            }
+        }
+    };
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest {
+                code: "invalid_multipart",
+                message: rejection.body_text(),
+            })?;
+        let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut field_bytes = 0;
+        let mut file = None;
+        while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if file.is_none() && file_fields.contains(&name.as_str()) {
+                let original = field.file_name().unwrap_or("upload").to_owned();
+                let mut upload = Receiving::start(data_dir, limit)
+                    .await
+                    .map_err(intake_error)?;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    upload.write(&chunk).await.map_err(intake_error)?;
+                }
+                file = Some((upload.finish().await.map_err(intake_error)?, original));
+                continue;
+            }
+            let value = field.text().await.map_err(multipart_error)?;
+            field_bytes += name.len() + value.len();
+            if field_bytes > MAX_FIELD_BYTES {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the form fields besides the file are larger than the {} KiB accepted",
+                    MAX_FIELD_BYTES >> 10
+                )));
+            }
+            fields.entry(name).or_default().push(value);
+        }
+        let Some((received, original_name)) = file else {
+            return Err(missing());
+        };
+        return Ok(Upload {
+            received,
+            original_name,
+            fields,
+        });
+    }
+    if !(content_type.starts_with("audio/") || content_type.starts_with("application/octet-stream"))
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the audio as multipart/form-data (field `{}`) or as a raw body with an audio/* content type",
+            file_fields.first().copied().unwrap_or("file")
+        )));
+    }
+    let mut upload = Receiving::start(data_dir, limit)
+        .await
+        .map_err(intake_error)?;
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            let limited = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+                || error.to_string().contains("length limit");
+            if limited {
+                too_large()
+            } else {
+                ApiError::BadRequest {
+                    code: "invalid_body",
+                    message: format!("the upload was cut off: {error}"),
+                }
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            upload.write(&data).await.map_err(intake_error)?;
+        }
+    }
+    Ok(Upload {
+        received: upload.finish().await.map_err(intake_error)?,
+        original_name: "upload".to_owned(),
+        fields: BTreeMap::new(),
+    })
+}
+
+/// A stored upload: its session id and the job's events, subscribed
+/// before the job existed so that none is missed.
+pub(crate) struct Accepted {
+    pub(crate) id: String,
+    pub(crate) finished: broadcast::Receiver<Finished>,
+    pub(crate) progress: broadcast::Receiver<Progress>,
+}
+
+/// Checks the audio, stores it under its hash, and stores the session with its job (one
+/// transaction): once this returns, the upload is kept whatever happens to the request.
+pub(crate) async fn accept(
+    state: &AppState,
+    jobs: &Jobs,
+    caller: &Caller,
+    upload: Upload,
+    callback_url: Option<String>,
+) -> Result<Accepted, ApiError> {
+    let shared = &state.inner;
+    let config = state.config();
+    let Upload {
+        received,
+        original_name,
+        ..
+    } = upload;
+    let path = received.path.clone();
+    let limits = config.audio.clone();
+    let inspected = tokio::task::spawn_blocking(move || decode::inspect(&path, &limits))
+        .await
+        .map_err(ApiError::internal)?;
+    let info = match inspected {
+        Ok(info) => info,
+        Err(error) => {
+            intake::discard(received).await;
+            return Err(error.into());
+        }
+    };
+    let (sha256, size) = (received.sha256.clone(), received.size);
+    let audio_lock = shared.audio_locks.lock(&sha256).await;
+    let filename = intake::keep(&config.server.data_dir, received)
+        .await
+        .map_err(|error| ApiError::internal(format!("storing the upload: {error}")))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let (finished, progress) = (jobs.subscribe(), jobs.subscribe_progress());
+    let session = NewSession {
+        id: id.clone(),
+        owner: caller.0.identity.to_string(),
+        filename,
+        original_name,
+        sha256,
+        duration: info.duration,
+        channels: info.channels,
+        sample_rate: info.sample_rate,
+        bits_per_sample: info.bits_per_sample,
+        format: info.format.to_owned(),
+        file_size: size,
+        callback_url,
+        priority: 0,
+        created_at: SystemTime::now(),
+    };
+    shared
+        .store
+        .create_session(&session)
+        .await
+        .map_err(store_error)?;
+    drop(audio_lock);
+    jobs.notify();
+    Ok(Accepted {
+        id,
+        finished,
+        progress,
+    })
+}
+
+/// The session once its job has ended (completed or failed), or `None` if `deadline` came
+/// first (`None`: wait as long as it takes). This process's jobs say when they end; a job
+/// another instance runs is noticed by looking at the store every second.
+pub(crate) async fn finished(
+    state: &AppState,
+    id: &str,
+    events: &mut broadcast::Receiver<Finished>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<SessionDetail>, ApiError> {
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let deadline = deadline.unwrap_or(far);
+    let mut look = tokio::time::interval(Duration::from_secs(1));
+    look.tick().await;
+    loop {
+        let check = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            event = events.recv() => match event {
+                Ok(event) => event.session_id == id,
+                // Missed events: look at the store.
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return Ok(None),
+            },
+            _ = look.tick() => true,
+        };
+        if check
+            && let Some(detail) = state
+                .inner
+                .store
+                .session(id, None)
+                .await
+                .map_err(store_error)?
+            && matches!(
+                detail.session.status,
+                SessionStatus::Completed | SessionStatus::Failed
+            )
+        {
+            return Ok(Some(detail));
+        }
+    }
+}
