@@ -11,6 +11,7 @@ mod auth;
 mod binary;
 mod database;
 mod errors;
+mod openai;
 mod operations;
 mod protocol;
 mod recovery;
