@@ -203,6 +203,36 @@ impl Config {
         if self.jobs.max_attempts == 0 {
             return invalid("jobs.max_attempts", "at least 1");
         }
+        let remote = &self.engine.openai;
+        if self.engine.kind == EngineKind::Openai && remote.endpoints.is_empty() {
+            return invalid(
+                "engine.openai.endpoints",
+                "at least one server when engine.kind is openai",
+            );
+        }
+        for endpoint in &remote.endpoints {
+            if !endpoint.url.starts_with("http://") {
+                return invalid(
+                    "engine.openai.endpoints.url",
+                    "an http:// URL (this build has no TLS client: put a TLS proxy in front of an https server)",
+                );
+            }
+        }
+        if let Err(error) = remote.breaker.validate() {
+            return invalid(
+                &format!("engine.openai.breaker.{}", error.field()),
+                error.reason(),
+            );
+        }
+        if remote.max_concurrent == 0 || remote.timeout.is_zero() || remote.retry.tries == 0 {
+            return invalid(
+                "engine.openai",
+                "max_concurrent, timeout and retry.tries of at least 1",
+            );
+        }
+        if !(0.0..=10.0).contains(&remote.retry_budget) {
+            return invalid("engine.openai.retry_budget", "a share from 0 to 10");
+        }
         if let Err(error) = self.database.breaker.validate() {
             return invalid(
                 &format!("database.breaker.{}", error.field()),
@@ -640,6 +670,9 @@ pub enum EngineKind {
     Auto,
     /// CMU PocketSphinx from Debian's packages; an error at start if it is missing.
     Sphinx,
+    /// OpenAI-compatible servers (`engine.openai.endpoints`): whisper.cpp's server,
+    /// faster-whisper servers, vLLM, another PocWhisp.
+    Openai,
     /// No engine: uploads are refused with 503 and the fix.
     None,
 }
@@ -648,10 +681,79 @@ pub enum EngineKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// `auto`, `sphinx` or `none` (`POCWHISP_ENGINE`).
+    /// `auto`, `sphinx`, `openai` or `none` (`POCWHISP_ENGINE`).
     pub kind: EngineKind,
     /// PocketSphinx's acoustic model, language model and dictionary.
     pub sphinx_model_dir: PathBuf,
+    /// The remote engine's servers and how they are called.
+    pub openai: OpenAiEngineConfig,
+}
+
+/// The remote engine: one or more OpenAI-compatible servers, each behind its own breaker,
+/// balanced by load (peak EWMA), with a timeout per request and retries under a budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiEngineConfig {
+    /// The servers, by base URL (`http://host:port`; `/v1/audio/transcriptions` is added).
+    pub endpoints: Vec<RemoteEndpoint>,
+    /// The model asked of them, and the one name `/v1/models` lists.
+    pub model: String,
+    /// The longest a request may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Each server's breaker (REFERENCE.md's engine preset: 3 failures in a row or half of
+    /// the last 20 calls).
+    pub breaker: perf_breaker::Config,
+    /// Requests in flight to one server at most.
+    pub max_concurrent: usize,
+    /// Retries: REFERENCE.md's engine preset, 5 tries from 1 s to 30 s, ±25 %.
+    pub retry: perf_breaker::retry::Retry,
+    /// The retries allowed on top of the requests, as a share of them (the retry budget).
+    pub retry_budget: f32,
+}
+
+/// One remote server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteEndpoint {
+    /// `http://host:port`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <key>`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+}
+
+/// The remote breaker's defaults: REFERENCE.md's engine preset.
+fn engine_breaker() -> perf_breaker::Config {
+    let mut breaker = perf_breaker::Config::default();
+    breaker.failure_threshold = 3;
+    breaker.failure_rate = Some(
+        perf_breaker::FailureRate::new(0.5, perf_breaker::SlidingWindow::Count(20))
+            .minimum_calls(10),
+    );
+    breaker.open_duration = Duration::from_secs(30);
+    breaker.max_open_duration = Duration::from_secs(300);
+    breaker.name = "engine".to_owned();
+    breaker.metrics_prefix = "pocwhisp_breaker".to_owned();
+    breaker
+}
+
+impl Default for OpenAiEngineConfig {
+    fn default() -> Self {
+        OpenAiEngineConfig {
+            endpoints: Vec::new(),
+            model: "whisper-1".to_owned(),
+            timeout: Duration::from_secs(120),
+            breaker: engine_breaker(),
+            max_concurrent: 10,
+            retry: perf_breaker::retry::Retry::new(
+                5,
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            ),
+            retry_budget: 0.2,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -659,6 +761,7 @@ impl Default for EngineConfig {
         EngineConfig {
             kind: EngineKind::Auto,
             sphinx_model_dir: PathBuf::from("/usr/share/pocketsphinx/model/en-us"),
+            openai: OpenAiEngineConfig::default(),
         }
     }
 }

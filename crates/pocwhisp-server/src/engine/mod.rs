@@ -2,6 +2,7 @@
 //! into the API's transcript: segments per speaker split at pauses, stereo channels merged
 //! in time order ([`segments`]), and a summary ([`summary`]).
 
+pub mod openai;
 mod segments;
 mod sphinx;
 pub mod summary;
@@ -36,6 +37,15 @@ pub struct Word {
 pub struct Utterance {
     /// In time order.
     pub words: Vec<Word>,
+}
+
+/// How an engine is doing, for `/api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// `ok`, `degraded` or `down`.
+    pub status: &'static str,
+    /// What was found (the failing servers of a remote engine).
+    pub detail: String,
 }
 
 /// Why an engine produced nothing.
@@ -93,6 +103,14 @@ pub trait Transcriber: Send + Sync {
     /// Whether it transcribes `language` (an ISO-639-1 code).
     fn understands(&self, language: &str) -> bool {
         language == "en"
+    }
+
+    /// How it is doing now.
+    fn status(&self) -> EngineStatus {
+        EngineStatus {
+            status: "ok",
+            detail: format!("{} ({})", self.name(), self.model()),
+        }
     }
 
     /// How long until the engine can take work again, when it cannot now (every remote
@@ -200,6 +218,7 @@ pub fn select(
             let engine = SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)?;
             Ok(Ok(Arc::new(engine)))
         }
+        EngineKind::Openai => Ok(Ok(Arc::new(openai::OpenAiEngine::new(&config.openai)?))),
         EngineKind::Auto => Ok(SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)
             .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
             .map_err(|error| error.to_string())),

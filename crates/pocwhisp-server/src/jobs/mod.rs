@@ -154,6 +154,12 @@ impl Jobs {
         let jobs = self;
         let mut backoff = Duration::from_millis(100);
         loop {
+            // With every server of a remote engine down, jobs wait in the queue rather than
+            // spend their attempts.
+            if let Some(wait) = jobs.engine.unavailable_for() {
+                tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                continue;
+            }
             while jobs.running() < jobs.workers {
                 match jobs.store.claim_job(&jobs.worker, jobs.jobs.lease).await {
                     Ok(Some(job)) => {

@@ -133,15 +133,13 @@ async fn health(State(state): State<AppState>) -> Response {
     components.insert("storage", storage);
     components.insert("disk", disk(&state));
     let engine = match (&state.inner.jobs, &state.inner.engine_problem) {
-        (Some(jobs), _) => Component {
-            status: "ok",
-            detail: format!(
-                "{} ({}), {} jobs running here",
-                jobs.engine().name(),
-                jobs.engine().model(),
-                jobs.running()
-            ),
-        },
+        (Some(jobs), _) => {
+            let engine = jobs.engine().status();
+            Component {
+                status: engine.status,
+                detail: format!("{}, {} jobs running here", engine.detail, jobs.running()),
+            }
+        }
         (None, problem) => Component {
             status: "down",
             detail: problem.clone().unwrap_or_default(),

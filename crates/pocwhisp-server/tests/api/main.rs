@@ -15,4 +15,5 @@ mod openai;
 mod operations;
 mod protocol;
 mod recovery;
+mod remote;
 mod transcribe;
