@@ -67,12 +67,14 @@ fn client_stack(c: &mut Criterion) {
     let url = runtime.block_on(server());
     let wav = wav_of(&vec![0i16; 16_000]);
 
-    let mut config = OpenAiEngineConfig::default();
-    config.endpoints = vec![RemoteEndpoint {
-        url: url.clone(),
-        api_key: None,
-    }];
-    config.model = "sphinx".to_owned();
+    let config = OpenAiEngineConfig {
+        endpoints: vec![RemoteEndpoint {
+            url: url.clone(),
+            api_key: None,
+        }],
+        model: "sphinx".to_owned(),
+        ..OpenAiEngineConfig::default()
+    };
     let ours = {
         let _guard = runtime.enter();
         RemoteClient::new(&config).unwrap()
