@@ -20,14 +20,14 @@ use perf_pool::task::TaskPool;
 use perf_profiler::Profiler;
 use perf_profiler::collect::LatencyLayer;
 use perf_profiler::cpu::CpuProfiler;
-use perf_profiler::health::{Direction, Threshold};
+use perf_profiler::health::{AlertRule, Direction, Status, Threshold};
 use perf_profiler::optimizer::{ActionKind, ActionOutcome, Optimizer};
 use perf_profiler::snapshot::{Snapshot, names};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 
-use crate::config::{Config, Role};
+use crate::config::{AlertSeverity, Config, Role};
 use crate::http::{
     AuthenticateLayer, Principal, TokenSummary, Tokens, error_body, serve, trace::TraceLayer,
 };
@@ -110,6 +110,7 @@ impl Application {
             .build()
             .map_err(invalid)?;
         profiler.set_thresholds(thresholds(&config));
+        profiler.set_alert_rules(alert_rules(&config));
         let responses = ResponseCacheLayer::builder()
             .name("responses")
             .metrics_prefix("pocwhisp_cache")
@@ -325,8 +326,32 @@ fn upload_limit(config: &Config) -> Result<RateLimitLayer<ConfiguredKey>, StartE
     Ok(RateLimitLayer::new(limiter, key).headers(config.rate_limit.headers))
 }
 
+/// The configured alert rules, as the profiler evaluates them.
+pub(crate) fn alert_rules(config: &Config) -> Vec<AlertRule> {
+    config
+        .alerts
+        .rules
+        .iter()
+        .map(|rule| AlertRule {
+            name: rule.name.clone(),
+            metric: rule.metric.clone(),
+            direction: if rule.above.is_some() {
+                Direction::Above
+            } else {
+                Direction::Below
+            },
+            value: rule.above.or(rule.below).unwrap_or_default(),
+            severity: match rule.severity {
+                AlertSeverity::Warning => Status::Warning,
+                AlertSeverity::Critical => Status::Critical,
+            },
+            for_at_least: rule.hold,
+        })
+        .collect()
+}
+
 /// The guide's targets table, from the configuration.
-fn thresholds(config: &Config) -> Vec<Threshold> {
+pub(crate) fn thresholds(config: &Config) -> Vec<Threshold> {
     let levels = &config.thresholds;
     vec![
         Threshold::new(
@@ -546,6 +571,9 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     });
     let guard = shared.memory.spawn(Duration::from_secs(1), relief);
     let mut tasks = vec![upkeep, guard, refresh_store_stats(state)];
+    if let Some(url) = &shared.config.alerts.webhook_url {
+        tasks.push(crate::alerts::spawn_webhook(&shared.profiler, url.clone()));
+    }
     if let Some(store) = &shared.migration {
         tasks.push(migrate_until_ready(store.clone(), shared.readiness.clone()));
     }

@@ -2,6 +2,7 @@
 //! configuration, serving, authentication, errors, storage and the routes.
 //! [`Application::build`] is what the binary and the tests start.
 
+mod alerts;
 mod app;
 pub mod audio;
 pub mod config;

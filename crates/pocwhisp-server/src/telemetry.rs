@@ -58,6 +58,14 @@ fn describe() {
         "Time from claim to the stored transcript, for jobs this process completed"
     );
     metrics::describe_counter!(
+        "pocwhisp_alert_deliveries_total",
+        "Alerts posted to alerts.webhook_url, by outcome (delivered, failed)"
+    );
+    metrics::describe_counter!(
+        "pocwhisp_alerts_dropped_total",
+        "Alerts dropped because the webhook queue was full"
+    );
+    metrics::describe_counter!(
         "pocwhisp_callbacks_total",
         "Callback delivery attempts, by outcome (delivered, retried, failed)"
     );

@@ -83,6 +83,8 @@ pub struct Config {
     pub audio: AudioConfig,
     /// Transcription jobs.
     pub jobs: JobsConfig,
+    /// Alert rules over the profiler's figures, and where to send alerts.
+    pub alerts: AlertsConfig,
     /// Overrides per environment, merged over the rest of the file.
     #[serde(skip_serializing)]
     pub environments: BTreeMap<Environment, serde_yaml::Value>,
@@ -138,6 +140,7 @@ impl Config {
             engine: EngineConfig::default(),
             audio: AudioConfig::default(),
             jobs: JobsConfig::default(),
+            alerts: AlertsConfig::default(),
             environments: BTreeMap::new(),
         }
     }
@@ -232,6 +235,22 @@ impl Config {
         }
         if !(0.0..=10.0).contains(&remote.retry_budget) {
             return invalid("engine.openai.retry_budget", "a share from 0 to 10");
+        }
+        for rule in &self.alerts.rules {
+            if rule.above.is_some() == rule.below.is_some() {
+                return invalid(
+                    "alerts.rules",
+                    "each rule with one of `above` or `below` (a level)",
+                );
+            }
+        }
+        if let Some(url) = &self.alerts.webhook_url
+            && !url.starts_with("http://")
+        {
+            return invalid(
+                "alerts.webhook_url",
+                "an http:// URL (this build has no TLS client)",
+            );
         }
         if let Err(error) = self.database.breaker.validate() {
             return invalid(
@@ -823,6 +842,94 @@ impl Default for JobsConfig {
             uploads_per_hour: 50,
             callback_hosts: Vec::new(),
             callback_secret: None,
+        }
+    }
+}
+
+/// Alerts: rules over the profiler's figures, evaluated at every sample with a hold time
+/// (a value flapping around the level raises one alert), and a webhook told of each alert
+/// firing or resolving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// `http://...`: each alert firing or resolving is POSTed there as JSON.
+    pub webhook_url: Option<String>,
+    /// The rules; the defaults are the original's.
+    pub rules: Vec<AlertRuleConfig>,
+}
+
+/// One alert rule: `metric` at or past a level for `for`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleConfig {
+    /// The alert's name.
+    pub name: String,
+    /// A figure of the snapshot (`cpu_usage_percent`, `request_latency_p95_ms`, ...).
+    pub metric: String,
+    /// Fires at or above this level...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// ... or at or below this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// `warning` or `critical`.
+    pub severity: AlertSeverity,
+    /// How long the condition must hold before the alert fires (and be clear before it
+    /// resolves).
+    #[serde(rename = "for", with = "humantime_serde")]
+    pub hold: Duration,
+}
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    /// Worth a look.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+impl Default for AlertsConfig {
+    /// The original's rules: CPU above 90 % and memory above 95 % critical, P95 latency
+    /// above 1000 ms and errors above 5 % warnings, each held for a minute.
+    fn default() -> Self {
+        let rule = |name: &str, metric: &str, above: f64, severity| AlertRuleConfig {
+            name: name.to_owned(),
+            metric: metric.to_owned(),
+            above: Some(above),
+            below: None,
+            severity,
+            hold: Duration::from_secs(60),
+        };
+        AlertsConfig {
+            webhook_url: None,
+            rules: vec![
+                rule(
+                    "high_cpu",
+                    "cpu_usage_percent",
+                    90.0,
+                    AlertSeverity::Critical,
+                ),
+                rule(
+                    "high_memory",
+                    "memory_usage_percent",
+                    95.0,
+                    AlertSeverity::Critical,
+                ),
+                rule(
+                    "slow_responses",
+                    "request_latency_p95_ms",
+                    1000.0,
+                    AlertSeverity::Warning,
+                ),
+                rule(
+                    "high_error_rate",
+                    "error_rate",
+                    0.05,
+                    AlertSeverity::Warning,
+                ),
+            ],
         }
     }
 }

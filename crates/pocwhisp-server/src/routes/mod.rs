@@ -2,6 +2,7 @@
 //! and collects their OpenAPI descriptions from the same annotations.
 
 pub(crate) mod cache;
+mod dashboard;
 pub(crate) mod debug;
 pub(crate) mod health;
 pub(crate) mod metrics;
@@ -32,6 +33,7 @@ use crate::state::AppState;
     tags(
         (name = "transcription", description = "Upload audio and read the transcripts (user)"),
         (name = "openai", description = "OpenAI-compatible transcription and models (user)"),
+        (name = "dashboard", description = "The monitoring page (asks for an admin token)"),
         (name = "health", description = "Liveness, readiness and dependencies; no token needed"),
         (name = "performance", description = "The profiler's figures, health, reports, trends and optimizer (admin)"),
         (name = "cache", description = "The response cache (admin)"),
@@ -52,6 +54,7 @@ pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
         // Uploads take as long as the client sends; the routes set their own limits.
         .merge(transcribe::router(state))
         .merge(openai::router(state))
+        .merge(dashboard::router().route_layer(deadline))
         .merge(health::router().route_layer(deadline))
         .merge(performance::router().route_layer(deadline))
         .merge(cache::router().route_layer(deadline))

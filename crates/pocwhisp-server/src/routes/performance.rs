@@ -1,5 +1,6 @@
 //! `/api/v1/performance/*` (admin): the profiler's current figures, health against the
-//! guide's thresholds, reports over a period, trends with their samples, and the optimizer.
+//! guide's thresholds, reports over a period, trends with their samples, the optimizer, and
+//! a server-sent event stream of all of it (the dashboard's feed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(report))
         .routes(routes!(trends))
         .routes(routes!(optimize))
+        .routes(routes!(stream))
         .route_layer(RequireRole(Role::Admin))
 }
 
@@ -228,4 +230,155 @@ async fn optimize(
         target: kind,
         actions,
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamParams {
+    /// Between two events, as `1s` or `500ms`: 250 ms to 60 s (default 1 s).
+    #[param(value_type = Option<String>)]
+    interval: Option<String>,
+}
+
+/// One event of the stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Tick {
+    /// When, RFC 3339.
+    at: String,
+    /// The snapshot's figures by the guide's names.
+    values: BTreeMap<String, f64>,
+    /// The worst check: `ok`, `warning` or `critical`.
+    health: String,
+    /// Each threshold's check.
+    #[schema(value_type = Vec<Object>)]
+    checks: Vec<perf_profiler::health::Check>,
+    /// The levels, to draw on charts.
+    #[schema(value_type = Vec<Object>)]
+    thresholds: Vec<perf_profiler::health::Threshold>,
+    /// The alerts firing now.
+    alerts: Vec<FiringAlert>,
+    /// Storage and engine: `ok`, `degraded` or `down`, with what was found.
+    components: BTreeMap<&'static str, ComponentState>,
+}
+
+/// An alert firing now.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FiringAlert {
+    name: String,
+    metric: String,
+    /// `warning` or `critical`.
+    severity: String,
+}
+
+/// A component's state, read without a round trip.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ComponentState {
+    status: &'static str,
+    detail: String,
+}
+
+fn tick(state: &AppState, thresholds: &[perf_profiler::health::Threshold]) -> Tick {
+    let shared = &state.inner;
+    let snapshot = shared.profiler.snapshot();
+    let report = perf_profiler::health::check(&snapshot, thresholds);
+    let rules = &state.config().alerts.rules;
+    let alerts = shared
+        .profiler
+        .firing_alerts()
+        .into_iter()
+        .map(|name| {
+            let rule = rules.iter().find(|rule| rule.name == name);
+            FiringAlert {
+                metric: rule.map(|rule| rule.metric.clone()).unwrap_or_default(),
+                severity: rule
+                    .map(|rule| format!("{:?}", rule.severity).to_lowercase())
+                    .unwrap_or_else(|| "warning".to_owned()),
+                name,
+            }
+        })
+        .collect();
+    let mut components = BTreeMap::new();
+    let breaker = shared
+        .store
+        .figures()
+        .into_iter()
+        .find(|(name, _)| *name == "breaker_state")
+        .map_or(0.0, |(_, value)| value);
+    let storage = match (shared.readiness.reason(), breaker) {
+        (Some(reason), _) => ComponentState {
+            status: "down",
+            detail: reason,
+        },
+        (None, state) if state == 1.0 || state == 3.0 => ComponentState {
+            status: "down",
+            detail: format!("{}: circuit open", shared.store.backend()),
+        },
+        (None, _) => ComponentState {
+            status: "ok",
+            detail: shared.store.backend().to_owned(),
+        },
+    };
+    components.insert("storage", storage);
+    let engine = match (&shared.jobs, &shared.engine_problem) {
+        (Some(jobs), _) => {
+            let status = jobs.engine().status();
+            ComponentState {
+                status: status.status,
+                detail: status.detail,
+            }
+        }
+        (None, problem) => ComponentState {
+            status: "down",
+            detail: problem.clone().unwrap_or_default(),
+        },
+    };
+    components.insert("engine", engine);
+    Tick {
+        at: rfc3339(snapshot.taken_at),
+        values: snapshot.values,
+        health: report.status.to_string(),
+        checks: report.checks,
+        thresholds: thresholds.to_vec(),
+        alerts,
+        components,
+    }
+}
+
+/// The figures, health, alerts and components, as server-sent events: one `tick` event now
+/// and every `interval` after.
+#[utoipa::path(get, path = "/api/v1/performance/stream", tag = "performance",
+    security(("bearer" = [])), params(StreamParams),
+    responses(
+        (status = 200, description = "text/event-stream of `tick` events, each a JSON Tick", body = Tick),
+        (status = 400, description = "An interval out of range"),
+    ))]
+async fn stream(
+    State(state): State<AppState>,
+    Query(params): Query<StreamParams>,
+) -> Result<Response, ApiError> {
+    let interval = match params.interval.as_deref() {
+        None => Duration::from_secs(1),
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .filter(|interval| {
+                (Duration::from_millis(250)..=Duration::from_secs(60)).contains(interval)
+            })
+            .ok_or_else(|| ApiError::invalid_parameter("interval", "250ms to 60s, as `1s`"))?,
+    };
+    let thresholds = crate::app::thresholds(state.config());
+    let ticks = tokio::time::interval(interval);
+    let events = futures_util::stream::unfold(
+        (ticks, state, thresholds),
+        |(mut ticks, state, thresholds)| async move {
+            ticks.tick().await;
+            let event = axum::response::sse::Event::default()
+                .event("tick")
+                .json_data(tick(&state, &thresholds))
+                .map_err(|error| std::io::Error::other(error.to_string()));
+            Some((event, (ticks, state, thresholds)))
+        },
+    );
+    Ok(axum::response::sse::Sse::new(events)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
 }

@@ -157,6 +157,11 @@ pub(crate) async fn receive(
                 file = Some((upload.finish().await.map_err(intake_error)?, original));
                 continue;
             }
+            if field.file_name().is_some() {
+                // Another file: not ours to keep (the body limit still bounds it).
+                while field.chunk().await.map_err(multipart_error)?.is_some() {}
+                continue;
+            }
             let value = field.text().await.map_err(multipart_error)?;
             field_bytes += name.len() + value.len();
             if field_bytes > MAX_FIELD_BYTES {

@@ -6,9 +6,12 @@ mod helpers;
 mod postgres;
 #[path = "../support/speech.rs"]
 mod speech;
+#[path = "../support/webdriver.rs"]
+mod webdriver;
 
 mod auth;
 mod binary;
+mod dashboard;
 mod database;
 mod errors;
 mod openai;
