@@ -399,7 +399,10 @@ fn register_probes(state: &AppState) {
                 snapshot.set(name, value);
             }
             let cache = shared.responses.stats();
-            snapshot.set(names::CACHE_HIT_RATE, cache.hit_rate);
+            // No lookups yet: no rate (a zero would read as a cache that always misses).
+            if cache.hits + cache.stale_hits + cache.misses > 0 {
+                snapshot.set(names::CACHE_HIT_RATE, cache.hit_rate);
+            }
             snapshot.set("cache_size_bytes", cache.weight as f64);
             let buffers = shared.pools.buffers().stats();
             snapshot.set("pool_buffers_retained_bytes", buffers.retained_bytes as f64);

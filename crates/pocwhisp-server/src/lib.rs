@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod jobs;
 pub mod memory;
+pub mod perf;
 mod routes;
 pub mod session;
 mod state;

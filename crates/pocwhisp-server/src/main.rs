@@ -47,6 +47,8 @@ enum Command {
     Serve,
     /// Validate the configuration and print it, secrets masked.
     CheckConfig,
+    /// Look at a running server's performance: analyze, optimize, monitor, report.
+    Perf(pocwhisp_server::perf::PerfArgs),
 }
 
 fn parse_environment(text: &str) -> Result<Environment, String> {
@@ -70,6 +72,10 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A client of a running server: no configuration of its own.
+    if let Some(Command::Perf(args)) = cli.command {
+        return pocwhisp_server::perf::run(args);
+    }
     let overrides = Overrides {
         environment: cli.options.environment,
         listen: cli.options.listen,
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Perf(_) => unreachable!("handled before the configuration is read"),
     }
 }
 

@@ -11,6 +11,7 @@ mod webdriver;
 
 mod auth;
 mod binary;
+mod cli;
 mod dashboard;
 mod database;
 mod errors;
