@@ -98,6 +98,26 @@ async fn a_second_get_is_a_hit_with_age() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_lookup_counts_as_a_hit_or_a_miss() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = layer();
+    let mut service = cached(&layer, &calls, echo_user(None));
+    // A path never seen: a miss, though nothing was there to look at.
+    get(&mut service, "/page", &[]).await;
+    assert_eq!((layer.stats().hits, layer.stats().misses), (0, 1));
+    get(&mut service, "/page", &[]).await;
+    assert_eq!((layer.stats().hits, layer.stats().misses), (1, 1));
+    // A stored entry this request may not be served (it has credentials): a miss.
+    get(&mut service, "/page", &[("authorization", "Bearer bob")]).await;
+    let stats = layer.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+    assert!((stats.hit_rate - 1.0 / 3.0).abs() < 1e-9);
+    // A request that asks not to be answered from the cache is no lookup at all.
+    get(&mut service, "/page", &[("cache-control", "no-cache")]).await;
+    assert_eq!(layer.stats().misses, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn vary_is_enforced_one_variant_per_encoding() {
     let calls = Arc::new(AtomicUsize::new(0));
     let origin: Origin = Arc::new(|request, _| {

@@ -87,15 +87,18 @@ where
         let scope = Scope::of(extra.is_some(), request.headers());
         let primary = key::primary(request.uri(), request.headers(), extra.as_deref());
         let head_only = method == Method::HEAD;
-        if policy.lookup
-            && let Some(vary) = shared.vary.get(&primary)
-        {
-            let variant = key::variant(&primary, &vary, request.headers());
-            if let Some(stored) = shared
-                .store
-                .get(&variant)
-                .filter(|stored| stored.serves(scope))
-            {
+        if policy.lookup {
+            // Counted per request: a lookup that finds no variant, or one this request may
+            // not be served (a shared entry for a caller with credentials), is a miss.
+            let served = shared.vary.get(&primary).and_then(|vary| {
+                let variant = key::variant(&primary, &vary, request.headers());
+                shared
+                    .store
+                    .get_uncounted(&variant)
+                    .filter(|stored| stored.serves(scope))
+            });
+            shared.store.count_lookup(served.is_some());
+            if let Some(stored) = served {
                 let now = shared.clock.now_nanos();
                 let (response, body) =
                     stored.answer(request.headers(), head_only, Outcome::Hit, now);

@@ -141,6 +141,29 @@ where
         }
     }
 
+    /// The fresh value of `key`, if any, without counting a hit or a miss: for a caller
+    /// that decides what counts (the response cache, which may not serve what it finds).
+    pub(crate) fn get_uncounted<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let inner = &*self.inner;
+        inner
+            .store
+            .get(key)
+            .filter(|entry| entry.fresh_until > inner.clock.now_nanos())
+            .map(|entry| entry.value)
+    }
+
+    /// Counts a lookup the caller made through [`get_uncounted`](Self::get_uncounted).
+    pub(crate) fn count_lookup(&self, hit: bool) {
+        if hit {
+            self.hit();
+        } else {
+            self.miss();
+        }
+    }
+
     /// The value of `key` even if expired, as long as it is within a stale window: for a
     /// caller whose fresh source just failed. Counted as a stale hit.
     pub fn get_stale<Q>(&self, key: &Q) -> Option<V>

@@ -48,9 +48,26 @@ async fn liveness_readiness_and_dependencies() {
 #[tokio::test]
 async fn the_snapshot_has_the_guides_names_and_real_request_figures() {
     let app = spawn_app().await;
+    let hit_rate = |figures: &serde_json::Value| figures["metrics"]["cache_hit_rate"].clone();
+    let before: serde_json::Value = app
+        .admin_get("/api/v1/performance/metrics")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        hit_rate(&before).is_null(),
+        "no rate before the first lookup"
+    );
     for _ in 0..20 {
         app.get("/api/v1/live").send().await.unwrap();
     }
+    // A read through the response cache: a lookup, so a rate.
+    let missing = format!(
+        "/api/v1/transcribe/{}",
+        "0".repeat(8) + "-0000-4000-8000-000000000000"
+    );
+    app.get(&missing).bearer_auth(ADMIN).send().await.unwrap();
     let figures: serde_json::Value = app
         .admin_get("/api/v1/performance/metrics")
         .await
@@ -404,4 +421,50 @@ async fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn alerts_are_posted_to_the_webhook_as_they_fire() {
+    let received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = std::sync::Arc::clone(&received);
+    let receiver = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |axum::Json(alert): axum::Json<serde_json::Value>| {
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(alert);
+                http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let _app = spawn_with(move |config| {
+        config.monitoring.metrics_update_interval = Duration::from_millis(100);
+        config.monitoring.retention = Duration::from_secs(60);
+        config.alerts.webhook_url = Some(format!("http://{address}/alerts"));
+        config.alerts.rules = vec![pocwhisp_server::config::AlertRuleConfig {
+            name: "always".to_owned(),
+            metric: "cpu_usage_percent".to_owned(),
+            above: Some(0.0),
+            below: None,
+            severity: pocwhisp_server::config::AlertSeverity::Warning,
+            hold: Duration::ZERO,
+        }];
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(alert) = received.lock().unwrap().first().cloned() {
+            assert_eq!(alert["rule"], "always");
+            assert_eq!(alert["state"], "firing");
+            assert_eq!(alert["severity"], "warning");
+            assert_eq!(alert["metric"], "cpu_usage_percent");
+            assert!(alert["at"].as_str().unwrap().ends_with('Z'));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
