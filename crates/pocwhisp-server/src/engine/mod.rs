@@ -1,6 +1,6 @@
 //! Speech engines behind one [`Transcriber`] trait, and what turns an engine's timed words
 //! into the API's transcript: segments per speaker split at pauses, stereo channels merged
-//! in time order ([`segments`]), and a summary ([`summary`]).
+//! in time order ([`segments_of`]), and a summary ([`summary`]).
 
 pub mod openai;
 mod segments;

@@ -20,7 +20,8 @@ use super::{
     StoreError, StoreFuture, StoreStats, Transcript,
 };
 
-/// A store whose calls go through a breaker; see the [module docs](self).
+/// A store whose calls go through a breaker (`database.breaker`), with reads and lease
+/// renewals retried on transient errors.
 #[derive(Debug, Clone)]
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
