@@ -280,7 +280,11 @@ impl Inner {
                     let now = self.now_ms();
                     let deadline = word.deadline_ms();
                     if now < deadline {
-                        return Err(self.reject(State::Open, Duration::from_millis(deadline - now)));
+                        return Err(self.reject(
+                            State::Open,
+                            Duration::from_millis(deadline - now),
+                            now,
+                        ));
                     }
                     // The open period is over: whoever swaps the word takes the first probe.
                     let next = word.next(State::HalfOpen, 0).with_probes(1, 0);
@@ -295,7 +299,11 @@ impl Inner {
                 State::HalfOpen => {
                     let in_flight = word.probes_in_flight();
                     if in_flight >= self.config.half_open_max_probes {
-                        return Err(self.reject(State::HalfOpen, HALF_OPEN_RETRY_AFTER));
+                        return Err(self.reject(
+                            State::HalfOpen,
+                            HALF_OPEN_RETRY_AFTER,
+                            self.now_ms(),
+                        ));
                     }
                     let next = word.with_probes(in_flight + 1, word.probe_successes());
                     match self.swap(word, next) {
@@ -304,16 +312,21 @@ impl Inner {
                     }
                 }
                 State::ForcedOpen => {
-                    return Err(self.reject(State::ForcedOpen, self.config.open_duration));
+                    return Err(self.reject(
+                        State::ForcedOpen,
+                        self.config.open_duration,
+                        self.now_ms(),
+                    ));
                 }
             }
         }
     }
 
     #[cold]
-    fn reject(&self, state: State, retry_after: Duration) -> CircuitOpen {
+    fn reject(&self, state: State, retry_after: Duration, now_ms: u64) -> CircuitOpen {
         self.counters.rejection();
-        self.telemetry.rejection();
+        self.telemetry
+            .rejection(now_ms, || self.counters.totals().rejections);
         CircuitOpen::new(state, retry_after)
     }
 
@@ -490,6 +503,8 @@ impl Inner {
             to: to.state(),
             reason,
         };
+        self.telemetry
+            .publish_rejections(self.counters.totals().rejections);
         self.telemetry.transition(&transition);
         for listener in self.listeners.iter() {
             listener(&transition);
