@@ -11,8 +11,8 @@
 //! other, and the two tower layers (ours and tower-resilience's) with each other.
 //!
 //! A Prometheus recorder is installed before any breaker is built, so ours really counts
-//! every rejection (the peers count nothing); without one, `metrics` calls are no-ops and
-//! the rejection rows would flatter us.
+//! every rejection and publishes the count to the recorder (the peers count nothing);
+//! without one, `metrics` calls are no-ops and the rejection rows would flatter us.
 //!
 //! Multi-thread rows measure steady state: the threads (or the runtime and its tasks) exist
 //! before the clock starts. Layer calls run as tasks on a persistent multi-thread runtime

@@ -10,7 +10,13 @@ scenario):
     scripts/load-test smoke      # 10 users for 15 seconds (scripts/test runs this one)
 
 Environment: POCWHISP_API_TOKEN and POCWHISP_ADMIN_TOKEN (the tokens the server was started
-with), LOCUST_SCENARIO (the shape), LIBRIVOX (the recordings' directory).
+with), LOCUST_SCENARIO (the shape), LIBRIVOX (the recordings' directory), LOCUST_FRESH_AUDIO
+(the share of uploads made new audio, default 0.25).
+
+The server stores and transcribes the same audio once, so an upload of a recording it has
+seen is answered from the stored result. A share of the uploads changes the last sample of
+the recording (still real speech, a new hash) so that the server decodes under load as it
+would with real users, and the rest measure the path of repeated audio.
 
 The run fails (exit code 1) when more than 1 % of requests fail for a reason other than the
 refusals the server is built to give under load: 429 (a quota) and 503 (load shed, memory).
@@ -26,6 +32,18 @@ API_TOKEN = os.environ.get("POCWHISP_API_TOKEN", "")
 ADMIN_TOKEN = os.environ.get("POCWHISP_ADMIN_TOKEN", "")
 LIBRIVOX = pathlib.Path(os.environ.get("LIBRIVOX", "/usr/share/pocketsphinx/test/data/librivox"))
 RECORDINGS = [path.read_bytes() for path in sorted(LIBRIVOX.glob("*.wav"))]
+FRESH_AUDIO = float(os.environ.get("LOCUST_FRESH_AUDIO", "0.25"))
+
+
+def recording():
+    """One of the recordings, or with probability FRESH_AUDIO a copy whose last sample
+    differs: audio the server has not seen (the data chunk is the last in these files)."""
+    audio = random.choice(RECORDINGS)
+    if random.random() >= FRESH_AUDIO:
+        return audio
+    fresh = bytearray(audio)
+    fresh[-2] ^= random.randint(1, 255)
+    return bytes(fresh)
 
 # Refusals that are the server working as designed under load, not failures.
 INTENDED = {429, 503}
@@ -55,7 +73,7 @@ class TranscriptionUser(HttpUser):
 
     @task(1)
     def upload(self):
-        audio = random.choice(RECORDINGS)
+        audio = recording()
         with self.client.post(
             "/api/v1/transcribe?mode=async",
             data=audio,
