@@ -102,20 +102,26 @@ impl CompressionConfig {
     }
 
     pub(crate) fn compresses(&self, content_type: &str) -> bool {
+        // Compared without case and without allocating: this runs for every response.
         let media_type = content_type
             .split(';')
             .next()
             .unwrap_or_default()
             .trim()
-            .to_ascii_lowercase();
+            .as_bytes();
         self.content_types.iter().any(|pattern| {
-            let pattern = pattern.to_ascii_lowercase();
-            if pattern.ends_with('/') {
-                media_type.starts_with(&pattern)
-            } else if pattern.starts_with('+') {
-                media_type.ends_with(&pattern)
+            let pattern = pattern.as_bytes();
+            if pattern.ends_with(b"/") {
+                media_type
+                    .get(..pattern.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(pattern))
+            } else if pattern.starts_with(b"+") {
+                media_type
+                    .len()
+                    .checked_sub(pattern.len())
+                    .is_some_and(|at| media_type[at..].eq_ignore_ascii_case(pattern))
             } else {
-                media_type == pattern
+                media_type.eq_ignore_ascii_case(pattern)
             }
         })
     }
