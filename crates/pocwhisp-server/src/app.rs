@@ -267,6 +267,11 @@ impl Application {
             .layer(TraceLayer::new(config.monitoring.slow_request_threshold))
             .layer(LatencyLayer::new(state.inner.profiler.latency().clone()))
             .layer(AuthenticateLayer::new(self.tokens))
+            // The performance stack's response future nests every layer's state around the
+            // router's; boxed here, it is moved once into the heap instead of being copied
+            // again by each of the four layers above (they each take their inner future by
+            // value), which cost more than the allocation.
+            .layer(tower::util::BoxCloneSyncService::layer())
             .layer(self.performance)
             .service(router);
         let background = background_tasks(&state);
