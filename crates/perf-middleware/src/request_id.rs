@@ -59,8 +59,7 @@ impl RequestId {
             *digit = HEX[(bits & 0xf) as usize];
             bits >>= 4;
         }
-        let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&digits))
-            .expect("hex digits are a valid header value");
+        let value = HeaderValue::from_bytes(&digits).expect("hex digits are a valid header value");
         RequestId(value)
     }
 

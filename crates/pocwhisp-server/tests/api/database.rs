@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pocwhisp_server::config::Secret;
 use tempfile::TempDir;
 
-use crate::helpers::{ADMIN, TestApp, USER, error_of, spawn_with, start_binary};
+use crate::helpers::{ADMIN, JsonReply, TestApp, USER, error_of, spawn_with, start_binary};
 use crate::postgres::TestSchema;
 use crate::speech::{joined_recordings, recording, references};
 
@@ -48,12 +48,8 @@ async fn status_of(client: &reqwest::Client, base: &str, id: &str) -> String {
         .get(format!("{base}/api/v1/transcribe/{id}"))
         .bearer_auth(USER)
         .header("cache-control", "no-cache")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     session["status"].as_str().unwrap_or("?").to_owned()
 }
 
@@ -155,12 +151,8 @@ async fn killed_connections_give_503s_lose_nothing_acknowledged_and_heal() {
     let list: serde_json::Value = app
         .get("/api/v1/transcribe?limit=1")
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(list["pagination"]["total"], accepted.len() + 1, "{list}");
 }
 
@@ -186,14 +178,7 @@ async fn the_server_starts_without_its_database_and_becomes_ready_when_it_comes(
         body["message"].as_str().unwrap().contains("PostgreSQL"),
         "{body}"
     );
-    let health: serde_json::Value = app
-        .get("/api/v1/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
     assert_eq!(
         health["components"]["storage"]["status"], "down",
         "{health}"
@@ -265,20 +250,54 @@ async fn completed_here(client: &reqwest::Client, base: &str) -> u64 {
         .map_or(0, |value| value.parse::<f64>().unwrap() as u64)
 }
 
+/// Two server processes on one schema and one data directory, both ready.
+struct Pair {
+    schema: TestSchema,
+    /// The audio directory both share; kept until the test ends.
+    data: TempDir,
+    /// For the recordings the test joins.
+    scratch: TempDir,
+    client: reqwest::Client,
+    first: (tokio::process::Child, String),
+    second: (tokio::process::Child, String),
+}
+
+impl Pair {
+    /// Starts both on a new schema named after `name`, with job leases of `lease`.
+    async fn start(name: &str, lease: &str) -> Pair {
+        let schema = TestSchema::create(name).await;
+        let data = TempDir::new().unwrap();
+        let url = schema.url();
+        let env = [
+            ("POCWHISP_DATABASE_URL", url.as_str()),
+            ("POCWHISP_JOBS__LEASE", lease),
+        ];
+        let first = start_binary(data.path(), &env).await;
+        let second = start_binary(data.path(), &env).await;
+        let client = reqwest::Client::new();
+        ready(&client, &first.1).await;
+        ready(&client, &second.1).await;
+        Pair {
+            schema,
+            data,
+            scratch: TempDir::new().unwrap(),
+            client,
+            first,
+            second,
+        }
+    }
+}
+
 #[tokio::test]
 async fn two_instances_share_one_database_and_run_each_job_once() {
-    let schema = TestSchema::create("pair").await;
-    let (data, scratch) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let url = schema.url();
-    let env = [
-        ("POCWHISP_DATABASE_URL", url.as_str()),
-        ("POCWHISP_JOBS__LEASE", "3s"),
-    ];
-    let (_first, one) = start_binary(data.path(), &env).await;
-    let (_second, two) = start_binary(data.path(), &env).await;
-    let client = reqwest::Client::new();
-    ready(&client, &one).await;
-    ready(&client, &two).await;
+    let Pair {
+        schema,
+        scratch,
+        client,
+        first: (_first, one),
+        second: (_second, two),
+        data: _data,
+    } = Pair::start("pair", "3s").await;
 
     // Six different recordings, uploaded to one instance and the other in turn.
     let mut ids = Vec::new();
@@ -318,12 +337,8 @@ async fn two_instances_share_one_database_and_run_each_job_once() {
                 let mut session: serde_json::Value = client
                     .get(format!("{base}/api/v1/transcribe/{id}"))
                     .bearer_auth(USER)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                    .json_reply()
+                    .await;
                 session["transcript"].take()
             }
         };
@@ -333,18 +348,14 @@ async fn two_instances_share_one_database_and_run_each_job_once() {
 
 #[tokio::test]
 async fn a_job_of_a_killed_instance_is_finished_by_the_other() {
-    let schema = TestSchema::create("takeover").await;
-    let (data, scratch) = (TempDir::new().unwrap(), TempDir::new().unwrap());
-    let url = schema.url();
-    let env = [
-        ("POCWHISP_DATABASE_URL", url.as_str()),
-        ("POCWHISP_JOBS__LEASE", "2s"),
-    ];
-    let (first, one) = start_binary(data.path(), &env).await;
-    let (second, two) = start_binary(data.path(), &env).await;
-    let client = reqwest::Client::new();
-    ready(&client, &one).await;
-    ready(&client, &two).await;
+    let Pair {
+        schema,
+        scratch,
+        client,
+        first: (first, one),
+        second: (second, two),
+        data: _data,
+    } = Pair::start("takeover", "2s").await;
     let audio = std::fs::read(joined_recordings(scratch.path(), 0)).unwrap();
     let id = session_id(upload_async(&client, &one, audio).await).await;
 
@@ -402,14 +413,7 @@ async fn deleting_a_session_while_its_job_runs_cancels_the_job() {
     // The job notices at its next lease renewal (a third of the 3 s lease) and stops.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let health: serde_json::Value = app
-            .get("/api/v1/health")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
         let engine = health["components"]["engine"]["detail"]
             .as_str()
             .unwrap()

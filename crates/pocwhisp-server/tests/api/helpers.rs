@@ -112,6 +112,18 @@ pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// A request sent and its JSON body read, for the many checks that only want the body (a
+/// failed send or a body that is not JSON fails the test).
+pub(crate) trait JsonReply {
+    async fn json_reply(self) -> serde_json::Value;
+}
+
+impl JsonReply for RequestBuilder {
+    async fn json_reply(self) -> serde_json::Value {
+        self.send().await.unwrap().json().await.unwrap()
+    }
+}
+
 impl TestApp {
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))

@@ -4,7 +4,7 @@
 
 use reqwest::multipart::{Form, Part};
 
-use crate::helpers::{TestApp, USER, spawn_app};
+use crate::helpers::{JsonReply, TestApp, USER, spawn_app};
 use crate::speech::recording;
 
 const SPEECH: &str = "sense_and_sensibility_01_austen_64kb-0870";
@@ -65,15 +65,7 @@ fn cues(subtitles: &str, separator: char) -> Vec<(f64, f64, String)> {
 #[tokio::test]
 async fn every_response_format_says_the_same_words() {
     let app = spawn_app().await;
-    let models: serde_json::Value = app
-        .get("/v1/models")
-        .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: serde_json::Value = app.get("/v1/models").bearer_auth(USER).json_reply().await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "sphinx");
     assert_eq!(models["data"][0]["object"], "model");
@@ -201,12 +193,8 @@ async fn every_response_format_says_the_same_words() {
     let list: serde_json::Value = app
         .get("/api/v1/transcribe")
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(list["pagination"]["total"], 6);
 }
 
@@ -322,11 +310,7 @@ async fn errors_are_openai_shaped_and_name_the_parameter() {
     let list: serde_json::Value = app
         .get("/api/v1/transcribe")
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(list["pagination"]["total"], 0);
 }

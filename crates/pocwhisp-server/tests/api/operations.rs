@@ -4,37 +4,16 @@ use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::helpers::{ADMIN, USER, error_of, spawn_app, spawn_with};
+use crate::helpers::{ADMIN, JsonReply, USER, error_of, spawn_app, spawn_with};
 
 #[tokio::test]
 async fn liveness_readiness_and_dependencies() {
     let app = spawn_app().await;
-    let live: serde_json::Value = app
-        .get("/api/v1/live")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live: serde_json::Value = app.get("/api/v1/live").json_reply().await;
     assert_eq!(live["status"], "alive");
-    let ready: serde_json::Value = app
-        .get("/api/v1/ready")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.get("/api/v1/ready").json_reply().await;
     assert_eq!(ready["status"], "ready");
-    let health: serde_json::Value = app
-        .get("/api/v1/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
     assert_eq!(health["components"]["storage"]["status"], "ok", "{health}");
     assert!(
         health["components"]["disk"]["detail"]
@@ -169,12 +148,8 @@ async fn optimize_runs_each_action_with_before_and_after_figures() {
     let optimized: serde_json::Value = app
         .request(Method::POST, "/api/v1/performance/optimize")
         .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     let actions = optimized["actions"].as_array().unwrap();
     let kinds: Vec<&str> = actions
         .iter()
@@ -206,12 +181,8 @@ async fn optimize_runs_each_action_with_before_and_after_figures() {
     let gc: serde_json::Value = app
         .request(Method::POST, "/api/v1/performance/optimize?type=gc")
         .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(gc["actions"].as_array().unwrap().len(), 1);
     assert_eq!(gc["actions"][0]["kind"], "memory");
 }
@@ -230,12 +201,8 @@ async fn cache_stats_warmup_and_purge() {
     let warmup: serde_json::Value = app
         .request(Method::POST, "/api/v1/cache/warmup")
         .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(warmup["failures"], 0);
     let stats: serde_json::Value = app
         .admin_get("/api/v1/cache/stats")
@@ -247,12 +214,8 @@ async fn cache_stats_warmup_and_purge() {
     let purged: serde_json::Value = app
         .request(Method::DELETE, "/api/v1/cache")
         .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(purged["entries"], 0);
 }
 
@@ -320,14 +283,7 @@ async fn a_cpu_profile_is_captured_once_at_a_time() {
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     let app = spawn_app().await;
-    let document: serde_json::Value = app
-        .get("/api/v1/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: serde_json::Value = app.get("/api/v1/openapi.json").json_reply().await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = document["paths"].as_object().unwrap();
     let mut operations = 0;

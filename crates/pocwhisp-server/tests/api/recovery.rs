@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::helpers::{USER, start_binary};
+use crate::helpers::{JsonReply, USER, start_binary};
 use crate::speech::joined_recordings;
 
 #[tokio::test]
@@ -39,12 +39,8 @@ async fn uploads_accepted_before_a_kill_9_are_transcribed_after_the_restart() {
             let session: serde_json::Value = client
                 .get(format!("{address}/api/v1/transcribe/{id}"))
                 .bearer_auth(USER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_reply()
+                .await;
             session["status"].as_str().unwrap().to_owned()
         }
     };
@@ -78,11 +74,7 @@ async fn uploads_accepted_before_a_kill_9_are_transcribed_after_the_restart() {
     let list: serde_json::Value = client
         .get(format!("{address}/api/v1/transcribe"))
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(list["pagination"]["total"], 3, "{list}");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pocwhisp_server::config::{EngineKind, RemoteEndpoint, Secret};
 
-use crate::helpers::{TestApp, USER, error_of, spawn_app, spawn_with, words_in};
+use crate::helpers::{JsonReply, TestApp, USER, error_of, spawn_app, spawn_with, words_in};
 use crate::speech::{joined_recordings, recording, references, sox};
 
 fn wav(id: &str) -> Vec<u8> {
@@ -39,14 +39,7 @@ async fn front(urls: &[&str]) -> TestApp {
 
 /// The engine's health component of `app`.
 async fn engine_health(app: &TestApp) -> serde_json::Value {
-    let health: serde_json::Value = app
-        .get("/api/v1/health")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
     health["components"]["engine"].clone()
 }
 
@@ -56,15 +49,7 @@ async fn remotes_transcribe_and_fail_over_and_come_back() {
     let two = spawn_app().await;
     let (one_address, two_address) = (one.address, two.address);
     let app = front(&[&one.base, &two.base]).await;
-    let models: serde_json::Value = app
-        .get("/v1/models")
-        .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: serde_json::Value = app.get("/v1/models").bearer_auth(USER).json_reply().await;
     assert_eq!(models["data"][0]["id"], "sphinx");
 
     // The same words as the remote's own recognition, and stereo as two speakers.

@@ -9,7 +9,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use pocwhisp_server::config::{EngineKind, Secret};
 
 use crate::helpers::{
-    ADMIN, OTHER_USER, USER, error_of, spawn_app, spawn_with, words_in, words_of_speaker,
+    ADMIN, JsonReply, OTHER_USER, USER, error_of, spawn_app, spawn_with, words_in, words_of_speaker,
 };
 use crate::speech::{cli_words, errors, joined_recordings, recording, references, sox};
 
@@ -389,12 +389,8 @@ async fn damaged_and_unsuitable_uploads_get_a_4xx_that_says_why() {
     let list: serde_json::Value = app
         .get("/api/v1/transcribe")
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(list["pagination"]["total"], 0, "{list}");
     let health = app.get("/api/v1/health").send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -487,12 +483,8 @@ async fn a_client_that_hangs_up_does_not_lose_its_upload() {
     let list: serde_json::Value = app
         .get("/api/v1/transcribe")
         .bearer_auth(USER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_reply()
+        .await;
     assert_eq!(
         list["pagination"]["total"], 1,
         "the upload was stored: {list}"
@@ -520,7 +512,7 @@ async fn users_see_only_their_own_sessions_and_admins_see_all() {
     let list = |token: &'static str| {
         let request = app.get("/api/v1/transcribe").bearer_auth(token);
         async move {
-            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            let body: serde_json::Value = request.json_reply().await;
             body["pagination"]["total"].as_u64().unwrap()
         }
     };
@@ -773,12 +765,8 @@ async fn callbacks_are_signed_retried_and_recorded() {
         let session: serde_json::Value = app
             .get(&format!("/api/v1/transcribe/{id}"))
             .bearer_auth(USER)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_reply()
+            .await;
         let codes: Vec<_> = session["deliveries"]
             .as_array()
             .map(|deliveries| {
@@ -817,14 +805,7 @@ async fn callbacks_are_signed_retried_and_recorded() {
 #[tokio::test]
 async fn without_an_engine_the_server_serves_and_says_why_uploads_are_refused() {
     let app = spawn_with(|config| config.engine.kind = EngineKind::None).await;
-    let ready: serde_json::Value = app
-        .get("/api/v1/ready")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.get("/api/v1/ready").json_reply().await;
     assert_eq!(ready["status"], "degraded");
     assert!(
         ready["reason"]
