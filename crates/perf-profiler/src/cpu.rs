@@ -6,7 +6,6 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -56,10 +55,32 @@ impl fmt::Display for CaptureError {
 
 impl Error for CaptureError {}
 
-/// Captures CPU profiles, one at a time; `Clone` shares the one-at-a-time rule.
+/// Whether a capture is running anywhere in the process. pprof's sampler (a `SIGPROF` timer)
+/// is process-wide, so the one-at-a-time rule is too: a second profiler in the same process
+/// (two servers, a library and its host) gets [`CaptureError::Busy`], not pprof's failure.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// The right to sample, held by the sampling thread: it is given back when sampling ends,
+/// even when the caller stopped waiting (a client that hung up must not block captures
+/// forever).
+struct Claim;
+
+impl Claim {
+    fn take() -> Option<Claim> {
+        (!CAPTURING.swap(true, Ordering::AcqRel)).then_some(Claim)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        CAPTURING.store(false, Ordering::Release);
+    }
+}
+
+/// Captures CPU profiles, one at a time in the process.
 #[derive(Debug, Clone, Default)]
 pub struct CpuProfiler {
-    busy: Arc<AtomicBool>,
+    _private: (),
 }
 
 impl CpuProfiler {
@@ -72,7 +93,7 @@ impl CpuProfiler {
     ///
     /// # Errors
     ///
-    /// [`CaptureError::Busy`] while another capture runs, [`CaptureError::InvalidDuration`],
+    /// [`CaptureError::Busy`] while another capture runs in the process, [`CaptureError::InvalidDuration`],
     /// or pprof's own failure.
     pub async fn capture(
         &self,
@@ -82,17 +103,14 @@ impl CpuProfiler {
         if duration.is_zero() || duration > MAX_DURATION {
             return Err(CaptureError::InvalidDuration);
         }
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return Err(CaptureError::Busy);
-        }
-        let busy = Arc::clone(&self.busy);
-        let result =
-            tokio::task::spawn_blocking(move || sample(duration, frequency.clamp(1, 1000)))
-                .await
-                .map_err(|error| CaptureError::Profiler(error.to_string()))
-                .and_then(|result| result);
-        busy.store(false, Ordering::Release);
-        result
+        let claim = Claim::take().ok_or(CaptureError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _claim = claim;
+            sample(duration, frequency.clamp(1, 1000))
+        })
+        .await
+        .map_err(|error| CaptureError::Profiler(error.to_string()))
+        .and_then(|result| result)
     }
 }
 

@@ -24,12 +24,12 @@ async fn a_capture_of_a_busy_process_has_samples_a_flamegraph_and_a_pprof() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        profiler
+        CpuProfiler::new()
             .capture(Duration::from_millis(100), 100)
             .await
             .unwrap_err(),
         CaptureError::Busy,
-        "captures never overlap"
+        "captures never overlap, even from another profiler: pprof's sampler is process-wide"
     );
     let profile = capture.await.unwrap().unwrap();
     stop.store(true, SeqCst);
@@ -48,4 +48,25 @@ async fn a_capture_of_a_busy_process_has_samples_a_flamegraph_and_a_pprof() {
             .unwrap_err(),
         CaptureError::InvalidDuration
     );
+
+    // A caller that stops waiting does not leave the profiler busy once sampling ends.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(50),
+        profiler.capture(Duration::from_millis(300), 100),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the caller gave up");
+    assert_eq!(
+        profiler
+            .capture(Duration::from_millis(10), 100)
+            .await
+            .unwrap_err(),
+        CaptureError::Busy,
+        "the abandoned capture is still sampling"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    profiler
+        .capture(Duration::from_millis(10), 100)
+        .await
+        .expect("free again when the abandoned sampling ended");
 }

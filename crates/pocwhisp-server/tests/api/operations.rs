@@ -252,8 +252,13 @@ async fn prometheus_text_has_the_servers_metrics() {
     );
 }
 
+/// CPU captures are one at a time per process (pprof's sampler is process-wide), and the tests
+/// share a process: the tests that capture take turns.
+static CPU_CAPTURES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_cpu_profile_is_captured_once_at_a_time() {
+    let _turn = CPU_CAPTURES.lock().await;
     let app = spawn_app().await;
     let first = app
         .get("/debug/pprof/profile?seconds=2")
@@ -282,6 +287,7 @@ async fn a_cpu_profile_is_captured_once_at_a_time() {
 
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
+    let _turn = CPU_CAPTURES.lock().await;
     let app = spawn_app().await;
     let document: serde_json::Value = app.get("/api/v1/openapi.json").json_reply().await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
