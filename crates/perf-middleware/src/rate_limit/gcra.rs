@@ -17,6 +17,32 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// An admitted request that left the key's TAT `ahead_ns` past now.
+    pub(crate) fn allowed(quota: &Quota, ahead_ns: u64) -> Self {
+        Decision {
+            allowed: true,
+            limit: quota.burst,
+            remaining: u32::try_from(
+                quota.tolerance_ns().saturating_sub(ahead_ns) / quota.interval_ns,
+            )
+            .unwrap_or(u32::MAX),
+            reset: Duration::from_nanos(ahead_ns),
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    /// A refused request: the bucket is full again in `reset_ns`, one request fits in
+    /// `retry_ns`.
+    pub(crate) fn refused(quota: &Quota, reset_ns: u64, retry_ns: u64) -> Self {
+        Decision {
+            allowed: false,
+            limit: quota.burst,
+            remaining: 0,
+            reset: Duration::from_nanos(reset_ns),
+            retry_after: Duration::from_nanos(retry_ns),
+        }
+    }
+
     /// Whether the request may proceed.
     pub fn is_allowed(&self) -> bool {
         self.allowed
@@ -54,26 +80,10 @@ pub(crate) fn check(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
         let next = start.saturating_add(quota.interval_ns);
         let ahead = next - now;
         if ahead > tolerance {
-            let wait = ahead - tolerance;
-            return Decision {
-                allowed: false,
-                limit: quota.burst,
-                remaining: 0,
-                reset: Duration::from_nanos(start - now),
-                retry_after: Duration::from_nanos(wait),
-            };
+            return Decision::refused(quota, start - now, ahead - tolerance);
         }
         match tat.compare_exchange_weak(current, next, Relaxed, Relaxed) {
-            Ok(_) => {
-                return Decision {
-                    allowed: true,
-                    limit: quota.burst,
-                    remaining: u32::try_from((tolerance - ahead) / quota.interval_ns)
-                        .unwrap_or(u32::MAX),
-                    reset: Duration::from_nanos(ahead),
-                    retry_after: Duration::ZERO,
-                };
-            }
+            Ok(_) => return Decision::allowed(quota, ahead),
             Err(actual) => current = actual,
         }
     }

@@ -4,7 +4,8 @@ use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use foldhash::fast::RandomState;
+use foldhash::SharedSeed;
+use foldhash::fast::{FixedState, SeedableRandomState};
 use http::header::{AUTHORIZATION, HeaderName};
 
 use crate::BuildError;
@@ -46,12 +47,40 @@ where
     }
 }
 
+/// The secret client-supplied values are hashed with: random per process unless
+/// [`share_key_secret`] set one first.
+static SECRET: OnceLock<SeedableRandomState> = OnceLock::new();
+
 /// A client-supplied value as a bucket key: 64 bits of a hash keyed with a secret chosen at
 /// start-up. The key map then holds eight bytes whatever a client sends (a megabyte-long
 /// token is not kept), and without the secret nobody can make two values share a bucket.
 fn digest(value: &[u8]) -> u64 {
-    static SECRET: OnceLock<RandomState> = OnceLock::new();
-    SECRET.get_or_init(RandomState::default).hash_one(value)
+    SECRET
+        .get_or_init(SeedableRandomState::random)
+        .hash_one(value)
+}
+
+/// Hashes client-supplied key values (tokens, identities, header values) with a secret
+/// derived from `secret` instead of a random one, so that every process given the same
+/// secret puts a client in the same bucket: what limiters shared between processes
+/// (the `redis` feature) need. Call it once at start, before the first request.
+///
+/// # Errors
+///
+/// A [`BuildError`] when keys were already hashed with another secret in this process.
+pub fn share_key_secret(secret: &[u8]) -> Result<(), BuildError> {
+    let seed = FixedState::with_seed(0x7065_7266_2d6b_6579).hash_one(secret);
+    let wanted = SeedableRandomState::with_seed(seed, SharedSeed::global_fixed());
+    let probe = b"perf-middleware key secret probe";
+    let held = SECRET.get_or_init(|| wanted.clone());
+    if held.hash_one(probe) == wanted.hash_one(probe) {
+        Ok(())
+    } else {
+        Err(BuildError::new(
+            "key_secret",
+            "keys were already hashed with another secret in this process; share the secret before the first request",
+        ))
+    }
 }
 
 /// Every request draws from one bucket.

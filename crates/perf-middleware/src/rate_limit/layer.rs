@@ -6,11 +6,12 @@ use super::{
     ConfiguredKey, KeyExtractor, RateLimit, RateLimitConfig, RateLimitHeaders, RateLimiter,
 };
 use crate::BuildError;
-use crate::clock::FastClock;
 
-/// Rate-limits requests by the key `X` extracts; see the [module docs](super).
-pub struct RateLimitLayer<X: KeyExtractor, C = FastClock> {
-    limiter: RateLimiter<X::Key, C>,
+/// Rate-limits requests by the key `X` extracts, with the limiter `L`: the in-process
+/// [`RateLimiter`] (the default) or, with the `redis` feature, a
+/// [`RedisRateLimiter`](super::redis::RedisRateLimiter); see the [module docs](super).
+pub struct RateLimitLayer<X: KeyExtractor, L = RateLimiter<<X as KeyExtractor>::Key>> {
+    limiter: L,
     extractor: X,
     headers: RateLimitHeaders,
 }
@@ -30,15 +31,15 @@ impl RateLimitLayer<ConfiguredKey> {
     }
 }
 
-impl<X: KeyExtractor, C> RateLimitLayer<X, C> {
+impl<X: KeyExtractor, L> RateLimitLayer<X, L> {
     /// The limiter, to read its stats.
-    pub fn limiter(&self) -> &RateLimiter<X::Key, C> {
+    pub fn limiter(&self) -> &L {
         &self.limiter
     }
 
     /// Limits each request by `limiter`'s bucket for `extractor`'s key. The limiter is
     /// shared, not copied: give two layers the same limiter and they share buckets.
-    pub fn new(limiter: RateLimiter<X::Key, C>, extractor: X) -> Self {
+    pub fn new(limiter: L, extractor: X) -> Self {
         RateLimitLayer {
             limiter,
             extractor,
@@ -54,7 +55,7 @@ impl<X: KeyExtractor, C> RateLimitLayer<X, C> {
     }
 }
 
-impl<X: KeyExtractor + Clone, C> Clone for RateLimitLayer<X, C> {
+impl<X: KeyExtractor + Clone, L: Clone> Clone for RateLimitLayer<X, L> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             limiter: self.limiter.clone(),
@@ -64,15 +65,15 @@ impl<X: KeyExtractor + Clone, C> Clone for RateLimitLayer<X, C> {
     }
 }
 
-impl<S, X: KeyExtractor + Clone, C> Layer<S> for RateLimitLayer<X, C> {
-    type Service = RateLimit<S, X, C>;
+impl<S, X: KeyExtractor + Clone, L: Clone> Layer<S> for RateLimitLayer<X, L> {
+    type Service = RateLimit<S, X, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(inner, self.limiter.clone(), self.extractor.clone()).headers(self.headers)
     }
 }
 
-impl<X: KeyExtractor + fmt::Debug, C> fmt::Debug for RateLimitLayer<X, C> {
+impl<X: KeyExtractor + fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimitLayer<X, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("limiter", &self.limiter)

@@ -46,6 +46,9 @@ mod key;
 mod layer;
 mod limiter;
 mod quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod service;
 mod store;
 
@@ -55,7 +58,7 @@ pub use gcra::Decision;
 pub use headers::RateLimitHeaders;
 pub use key::{
     BearerToken, ConfiguredKey, GlobalKey, HeaderKey, Identity, IdentityOrPeerIp, KeyExtractor,
-    KeyValue, PeerAddr, PeerIp, RateLimitKey, RequestHead,
+    KeyValue, PeerAddr, PeerIp, RateLimitKey, RequestHead, share_key_secret,
 };
 pub use layer::RateLimitLayer;
 pub use limiter::{RateLimiter, RateLimiterBuilder, RateLimiterStats};

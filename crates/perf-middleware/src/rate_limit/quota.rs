@@ -80,6 +80,18 @@ impl Quota {
         Duration::from_nanos(self.interval_ns)
     }
 
+    /// This quota shared out among `instances` processes that cannot coordinate (a shared
+    /// store that is down): each gets `1/instances` of the rate and of the burst (at least one
+    /// request), so together they admit no more than the whole quota.
+    #[must_use]
+    pub fn divided_among(&self, instances: u32) -> Self {
+        let instances = instances.max(1);
+        Quota {
+            interval_ns: self.interval_ns.saturating_mul(u64::from(instances)),
+            burst: (self.burst / instances).max(1),
+        }
+    }
+
     /// How far ahead of now a key's theoretical arrival time may run: the whole bucket.
     pub(crate) fn tolerance_ns(&self) -> u64 {
         self.interval_ns.saturating_mul(u64::from(self.burst))

@@ -7,19 +7,22 @@ use tower_service::Service;
 use super::{
     KeyExtractor, RateLimitHeaders, RateLimitLayer, RateLimiter, RequestHead, ResponseFuture,
 };
-use crate::clock::{Clock, FastClock};
+use crate::clock::Clock;
 
 /// A service whose requests are rate-limited; built by [`RateLimitLayer`].
-pub struct RateLimit<S, X: KeyExtractor, C = FastClock> {
-    inner: S,
-    limiter: RateLimiter<X::Key, C>,
-    extractor: X,
-    headers: RateLimitHeaders,
+///
+/// `L` is the limiter: the in-process [`RateLimiter`] (the default), or, with the `redis`
+/// feature, a [`RedisRateLimiter`](super::redis::RedisRateLimiter) shared between processes.
+pub struct RateLimit<S, X: KeyExtractor, L = RateLimiter<<X as KeyExtractor>::Key>> {
+    pub(crate) inner: S,
+    pub(crate) limiter: L,
+    pub(crate) extractor: X,
+    pub(crate) headers: RateLimitHeaders,
 }
 
-impl<S, X: KeyExtractor, C> RateLimit<S, X, C> {
+impl<S, X: KeyExtractor, L> RateLimit<S, X, L> {
     /// Limits `inner` with `limiter`, keyed by `extractor`.
-    pub fn new(inner: S, limiter: RateLimiter<X::Key, C>, extractor: X) -> Self {
+    pub fn new(inner: S, limiter: L, extractor: X) -> Self {
         RateLimit {
             inner,
             limiter,
@@ -36,7 +39,7 @@ impl<S, X: KeyExtractor, C> RateLimit<S, X, C> {
     }
 
     /// A layer doing the same.
-    pub fn layer(limiter: RateLimiter<X::Key, C>, extractor: X) -> RateLimitLayer<X, C> {
+    pub fn layer(limiter: L, extractor: X) -> RateLimitLayer<X, L> {
         RateLimitLayer::new(limiter, extractor)
     }
 
@@ -56,7 +59,7 @@ impl<S, X: KeyExtractor, C> RateLimit<S, X, C> {
     }
 }
 
-impl<S: Clone, X: KeyExtractor + Clone, C> Clone for RateLimit<S, X, C> {
+impl<S: Clone, X: KeyExtractor + Clone, L: Clone> Clone for RateLimit<S, X, L> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
@@ -67,7 +70,8 @@ impl<S: Clone, X: KeyExtractor + Clone, C> Clone for RateLimit<S, X, C> {
     }
 }
 
-impl<S, X, C, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, X, C>
+impl<S, X, C, ReqBody, ResBody> Service<Request<ReqBody>>
+    for RateLimit<S, X, RateLimiter<X::Key, C>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     X: KeyExtractor,
@@ -93,7 +97,7 @@ where
     }
 }
 
-impl<S: fmt::Debug, X: KeyExtractor + fmt::Debug, C> fmt::Debug for RateLimit<S, X, C> {
+impl<S: fmt::Debug, X: KeyExtractor + fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimit<S, X, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
