@@ -22,6 +22,10 @@ use crate::BuildError;
 use crate::clock::Clock;
 use crate::ttl::TtlCache;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+
 /// An L2 error.
 pub type SharedCacheError = Box<dyn Error + Send + Sync>;
 
@@ -149,7 +153,26 @@ impl<C: Clock> TieredCache<C> {
             .await
     }
 
-    /// Removes `key` from both levels.
+    /// The value of `key` if either level has it (an L2 hit fills L1); no loader runs.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        if let Some(value) = self.l1.get(key) {
+            return Some(value);
+        }
+        let value = self.l2(self.l2.get(key)).await.flatten()?;
+        self.l2_hits.fetch_add(1, Relaxed);
+        self.l1.insert(key.to_owned(), value.clone());
+        Some(value)
+    }
+
+    /// Stores `value` under `key` in both levels: for values a caller loaded itself and
+    /// decided to keep (a finished record, not one still changing).
+    pub async fn insert(&self, key: &str, value: Bytes) {
+        self.l1.insert(key.to_owned(), value.clone());
+        self.l2(self.l2.set(key, value, self.config.l2_ttl)).await;
+    }
+
+    /// Removes `key` from both levels (and, with an L2 that broadcasts deletions such as
+    /// `RedisCache` of the `redis` feature, from the other processes' L1).
     pub async fn invalidate(&self, key: &str) {
         self.l1.invalidate(key);
         self.l2(self.l2.delete(key)).await;
