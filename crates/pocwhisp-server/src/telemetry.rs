@@ -50,7 +50,7 @@ fn describe() {
     metrics::describe_gauge!("pocwhisp_sessions", "Sessions stored");
     metrics::describe_counter!(
         "pocwhisp_jobs_finished_total",
-        "Transcription jobs this process finished, by outcome (completed, failed, retried, cancelled)"
+        "Transcription jobs this process finished, by outcome (completed, failed, retried, deferred: the engine was unreachable, cancelled)"
     );
     metrics::describe_histogram!(
         "pocwhisp_job_duration_seconds",

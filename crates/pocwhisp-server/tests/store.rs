@@ -374,6 +374,50 @@ async fn failures_are_retried_until_the_last_attempt() {
 }
 
 #[tokio::test]
+async fn a_released_job_is_queued_again_without_spending_an_attempt() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        store
+            .create_session(&session("s", "a", "h", 1))
+            .await
+            .unwrap();
+        let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(job.attempts, 1);
+        assert!(
+            !store.release_job(job.id, "other", "x").await.unwrap(),
+            "not its job"
+        );
+        assert!(
+            store
+                .release_job(job.id, "w", "no server answered")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store.release_job(job.id, "w", "again").await.unwrap(),
+            "no longer held"
+        );
+        let detail = store.session("s", None).await.unwrap().unwrap();
+        assert_eq!(
+            detail.session.status,
+            SessionStatus::Queued,
+            "{}",
+            store.backend()
+        );
+        assert_eq!(
+            detail.session.error_message.as_deref(),
+            Some("no server answered")
+        );
+        let again = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(
+            (again.id, again.attempts),
+            (job.id, 1),
+            "the attempt was given back"
+        );
+    }
+}
+
+#[tokio::test]
 async fn transcripts_of_the_same_audio_are_found_for_reuse() {
     for Backend { store, .. } in backends().await {
         let store = store.as_ref();

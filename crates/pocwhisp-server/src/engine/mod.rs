@@ -58,12 +58,17 @@ pub enum EngineError {
     Cancelled,
     /// The engine failed on this audio.
     Failed(String),
+    /// No server of a remote engine could be reached or answered: nothing is known about the
+    /// audio, so the job should wait rather than spend an attempt.
+    Unreachable(String),
 }
 
 impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EngineError::Unavailable(reason) | EngineError::Failed(reason) => f.write_str(reason),
+            EngineError::Unavailable(reason)
+            | EngineError::Failed(reason)
+            | EngineError::Unreachable(reason) => f.write_str(reason),
             EngineError::Cancelled => f.write_str("cancelled"),
         }
     }

@@ -617,7 +617,8 @@ impl Transcriber for OpenAiEngine {
                 }
                 Ok(utterances)
             }
-            Some(Err(error)) => Err(EngineError::Failed(error.to_string())),
+            Some(Err(RemoteError::Transient(reason))) => Err(EngineError::Unreachable(reason)),
+            Some(Err(RemoteError::Refused(reason))) => Err(EngineError::Failed(reason)),
         }
     }
 }

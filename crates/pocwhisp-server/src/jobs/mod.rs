@@ -223,6 +223,15 @@ impl Jobs {
                 finished("cancelled");
                 None
             }
+            Err(JobError::Unreachable(reason)) => {
+                tracing::warn!(session = %session_id, %reason, "the engine is unreachable: the job waits in the queue");
+                if let Err(error) = self.store.release_job(job.id, &self.worker, &reason).await {
+                    // The lease runs out and the job is claimed again (with this attempt spent).
+                    tracing::warn!(session = %session_id, %error, "giving the job back failed");
+                }
+                finished("deferred");
+                None
+            }
             Err(JobError::Failed(reason)) => {
                 tracing::warn!(session = %session_id, attempt = job.attempts, %reason, "transcription failed");
                 match self
@@ -332,6 +341,9 @@ fn finished(outcome: &'static str) {
 enum JobError {
     Cancelled,
     Failed(String),
+    /// The engine's servers could not be reached: the job goes back to the queue with its
+    /// attempt given back, and waits there while they are down (see `claim_forever`).
+    Unreachable(String),
 }
 
 /// Decodes, resamples and recognises each channel: the blocking part of a job.
@@ -357,6 +369,7 @@ fn run_engine(
             })
             .map_err(|error| match error {
                 EngineError::Cancelled => JobError::Cancelled,
+                EngineError::Unreachable(reason) => JobError::Unreachable(reason),
                 other => JobError::Failed(other.to_string()),
             })?;
         channels.push(utterances);

@@ -147,6 +147,15 @@ impl Store for GuardedStore {
         Box::pin(self.once(self.inner.fail_job(id, worker, error, max_attempts)))
     }
 
+    fn release_job<'a>(
+        &'a self,
+        id: i64,
+        worker: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.once(self.inner.release_job(id, worker, reason)))
+    }
+
     fn transcript_of<'a>(
         &'a self,
         sha256: &'a str,

@@ -364,6 +364,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         max_attempts: u32,
     ) -> StoreFuture<'a, SessionStatus>;
 
+    /// Gives job `id` back to the queue without spending an attempt, if `worker` still holds
+    /// it: the engine could not be reached, which says nothing about the audio. `reason` is
+    /// kept as the session's last error. Returns whether the job was held.
+    fn release_job<'a>(
+        &'a self,
+        id: i64,
+        worker: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
     /// A stored transcript of the same audio by the same engine, to reuse.
     fn transcript_of<'a>(
         &'a self,

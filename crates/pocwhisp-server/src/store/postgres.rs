@@ -685,6 +685,43 @@ impl Store for PostgresStore {
         })
     }
 
+    fn release_job<'a>(
+        &'a self,
+        id: i64,
+        worker: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let transaction = connection.transaction().await.map_err(pg)?;
+            let released = transaction
+                .query_opt(
+                    "UPDATE processing_jobs SET status = 'queued', attempts = attempts - 1, \
+                     error_message = $3, locked_by = NULL, locked_until = NULL \
+                     WHERE id = $1 AND locked_by = $2 AND status = 'running' RETURNING session_id",
+                    &[&id, &worker, &reason],
+                )
+                .await
+                .map_err(pg)?;
+            let Some(released) = released else {
+                transaction.rollback().await.map_err(pg)?;
+                return Ok(false);
+            };
+            let session_id: String = released.get(0);
+            let now = micros(SystemTime::now());
+            transaction
+                .execute(
+                    "UPDATE audio_sessions SET status = 'queued', error_message = $2, \
+                     updated_at = $3 WHERE id = $1",
+                    &[&session_id, &reason, &now],
+                )
+                .await
+                .map_err(pg)?;
+            transaction.commit().await.map_err(pg)?;
+            Ok(true)
+        })
+    }
+
     fn transcript_of<'a>(
         &'a self,
         sha256: &'a str,

@@ -585,6 +585,42 @@ impl Store for SqliteStore {
         })
     }
 
+    fn release_job<'a>(
+        &'a self,
+        id: i64,
+        worker: &'a str,
+        reason: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        let worker = worker.to_owned();
+        let reason = reason.to_owned();
+        self.run(move |connection| {
+            let now = now();
+            let transaction = write_transaction(connection)?;
+            let session_id: Option<String> = transaction
+                .query_row(
+                    "UPDATE processing_jobs SET status = 'queued', attempts = attempts - 1, \
+                     error_message = ?3, locked_by = NULL, locked_until = NULL \
+                     WHERE id = ?1 AND locked_by = ?2 AND status = 'running' RETURNING session_id",
+                    params![id, worker, reason],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some(session_id) = session_id else {
+                return Ok(false);
+            };
+            transaction
+                .execute(
+                    "UPDATE audio_sessions SET status = 'queued', error_message = ?2, \
+                     updated_at = ?3 WHERE id = ?1",
+                    params![session_id, reason, now],
+                )
+                .map_err(sql)?;
+            transaction.commit().map_err(sql)?;
+            Ok(true)
+        })
+    }
+
     fn transcript_of<'a>(
         &'a self,
         sha256: &'a str,
