@@ -13,7 +13,8 @@ use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig, WarmupError};
 use perf_core::sync::{read, write};
 use perf_middleware::compression::CompressionConfig;
 use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
-use perf_middleware::rate_limit::{ConfiguredKey, Quota, RateLimitLayer, RateLimiter};
+use perf_middleware::rate_limit::redis::RedisRateLimiter;
+use perf_middleware::rate_limit::{ConfiguredKey, KeyValue, Quota, RateLimitLayer, RateLimiter};
 use perf_pool::buffer::BufferPool;
 use perf_pool::manager::PoolManager;
 use perf_pool::task::TaskPool;
@@ -26,6 +27,7 @@ use perf_profiler::snapshot::{Snapshot, names};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
+use tower::util::Either;
 
 use crate::config::{AlertSeverity, Config, Role};
 use crate::http::{
@@ -33,7 +35,8 @@ use crate::http::{
 };
 use crate::jobs::{Callbacks, Jobs, JobsSetup};
 use crate::memory::{MemoryGuard, Relief};
-use crate::state::{AppState, Readiness, Shared};
+use crate::redis::Redis;
+use crate::state::{AppState, Readiness, Shared, UploadLimit};
 use crate::store::{GuardedStore, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
@@ -189,7 +192,10 @@ impl Application {
                 (None, Some(problem))
             }
         };
-        let uploads = upload_limit(&config)?;
+        let redis = crate::redis::Redis::new(&config)
+            .map_err(StartError::Config)?
+            .map(Arc::new);
+        let uploads = upload_limit(&config, redis.as_deref())?;
         let readiness = match &migration {
             None => {
                 let readiness = Readiness::new("starting");
@@ -214,7 +220,11 @@ impl Application {
                 openapi: Default::default(),
                 started: Instant::now(),
                 shedder: performance.load_shedder().cloned(),
-                limiter: performance.rate_limiter().cloned(),
+                limiter: match &redis {
+                    // Redis's limiter keeps no keys here; its local fallback does.
+                    Some(redis) => Some(redis.requests.fallback().clone()),
+                    None => performance.rate_limiter().cloned(),
+                },
                 jobs,
                 engine_problem,
                 migration,
@@ -222,6 +232,7 @@ impl Application {
                 store_stats: Default::default(),
                 router: Default::default(),
                 uploads,
+                redis,
                 read_host: RwLock::default(),
                 audio_locks: Default::default(),
             }),
@@ -273,6 +284,7 @@ impl Application {
             // value), which cost more than the allocation.
             .layer(tower::util::BoxCloneSyncService::layer())
             .layer(self.performance)
+            .option_layer(shared_request_limit(&config, state.inner.redis.as_deref()))
             .service(router);
         let background = background_tasks(&state);
         tracing::info!(
@@ -304,7 +316,12 @@ fn performance_config(config: &Config) -> PerformanceConfig {
         security_headers: true,
         metrics_prefix: "pocwhisp_http".to_owned(),
         max_routes: 200,
-        rate_limit: Some(config.rate_limit.clone()),
+        // With Redis, the shared limit replaces this one (see `shared_request_limit`).
+        rate_limit: config
+            .redis
+            .url
+            .is_none()
+            .then(|| config.rate_limit.clone()),
         load_shed: Some(config.load_shed.clone()),
         // Deadlines are per route: uploads and CPU profiles take longer than a lookup.
         timeout: None,
@@ -318,17 +335,37 @@ fn performance_config(config: &Config) -> PerformanceConfig {
     }
 }
 
-/// `jobs.uploads_per_hour` per caller, keyed as the general limit is.
-fn upload_limit(config: &Config) -> Result<RateLimitLayer<ConfiguredKey>, StartError> {
-    let per_hour = config.jobs.uploads_per_hour;
-    let limiter = RateLimiter::builder(Quota::per_hour(per_hour))
+/// `jobs.uploads_per_hour` per caller, keyed as the general limit is; through Redis when
+/// the instances share it.
+fn upload_limit(config: &Config, redis: Option<&Redis>) -> Result<UploadLimit, StartError> {
+    let key = ConfiguredKey::new(&config.rate_limit.key)
+        .map_err(|error| invalid(error.within("rate_limit.key")))?;
+    let headers = config.rate_limit.headers;
+    if let Some(redis) = redis {
+        return Ok(Either::Right(
+            RateLimitLayer::new(redis.uploads.clone(), key).headers(headers),
+        ));
+    }
+    let limiter = RateLimiter::builder(Quota::per_hour(config.jobs.uploads_per_hour))
         .max_keys(config.rate_limit.max_keys)
         .metrics_prefix("pocwhisp_upload_rate_limit")
         .build()
         .map_err(|error| invalid(error.within("jobs.uploads_per_hour")))?;
-    let key = ConfiguredKey::new(&config.rate_limit.key)
-        .map_err(|error| invalid(error.within("rate_limit.key")))?;
-    Ok(RateLimitLayer::new(limiter, key).headers(config.rate_limit.headers))
+    Ok(Either::Left(
+        RateLimitLayer::new(limiter, key).headers(headers),
+    ))
+}
+
+/// Every request's quota through Redis, when the instances share it (otherwise the
+/// performance stack's in-process limiter counts them).
+fn shared_request_limit(
+    config: &Config,
+    redis: Option<&Redis>,
+) -> Option<RateLimitLayer<ConfiguredKey, RedisRateLimiter<KeyValue>>> {
+    let redis = redis?;
+    // The key was checked when the upload limit was built from the same setting.
+    let key = ConfiguredKey::new(&config.rate_limit.key).ok()?;
+    Some(RateLimitLayer::new(redis.requests.clone(), key).headers(config.rate_limit.headers))
 }
 
 /// The configured alert rules, as the profiler evaluates them.
@@ -554,7 +591,10 @@ pub(crate) fn publish_gauges(state: &AppState) {
     let _ = shared.tasks.stats();
     // The database pool publishes its gauges when read.
     let _ = shared.store.figures();
-    let _ = shared.uploads.limiter().stats();
+    let _ = match &shared.uploads {
+        Either::Left(local) => local.limiter().stats(),
+        Either::Right(shared) => shared.limiter().fallback().stats(),
+    };
     let store = *read(&shared.store_stats);
     metrics::gauge!("pocwhisp_jobs_queued").set(store.jobs_queued as f64);
     metrics::gauge!("pocwhisp_jobs_running").set(store.jobs_running as f64);
@@ -584,6 +624,17 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     }
     if let Some(store) = &shared.migration {
         tasks.push(migrate_until_ready(store.clone(), shared.readiness.clone()));
+    }
+    if let Some(redis) = &shared.redis {
+        // Another instance deleted a session: its copies here go too, in the response cache
+        // as well as in the session cache.
+        let responses = shared.responses.clone();
+        tasks.push(redis.follow_invalidations(move |session| match session {
+            Some(id) => {
+                responses.invalidate_path(&format!("/api/v1/transcribe/{id}"));
+            }
+            None => responses.purge(),
+        }));
     }
     if let Some(jobs) = &shared.jobs {
         let (jobs, readiness) = (Arc::clone(jobs), shared.readiness.clone());

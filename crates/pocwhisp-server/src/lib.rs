@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod memory;
 pub mod perf;
+mod redis;
 mod routes;
 pub mod session;
 mod state;

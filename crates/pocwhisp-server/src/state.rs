@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::CacheWarmer;
 use perf_middleware::load_shed::LoadShedder;
+use perf_middleware::rate_limit::redis::RedisRateLimiter;
 use perf_middleware::rate_limit::{ConfiguredKey, KeyValue, RateLimitLayer, RateLimiter};
 use perf_pool::manager::PoolManager;
 use perf_pool::task::TaskPool;
@@ -25,6 +26,12 @@ use crate::store::{Store, StoreStats};
 pub struct AppState {
     pub(crate) inner: Arc<Shared>,
 }
+
+/// The upload quota's layer: the in-process limiter, or Redis's.
+pub(crate) type UploadLimit = tower::util::Either<
+    RateLimitLayer<ConfiguredKey>,
+    RateLimitLayer<ConfiguredKey, RedisRateLimiter<KeyValue>>,
+>;
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
@@ -54,8 +61,11 @@ pub(crate) struct Shared {
     pub(crate) store_stats: RwLock<StoreStats>,
     /// The routes, for warm-up requests made from inside the server.
     pub(crate) router: OnceLock<axum::Router>,
-    /// The upload quota per caller (`jobs.uploads_per_hour`).
-    pub(crate) uploads: RateLimitLayer<ConfiguredKey>,
+    /// The upload quota per caller (`jobs.uploads_per_hour`): in this instance, or shared
+    /// through Redis.
+    pub(crate) uploads: UploadLimit,
+    /// What instances share through Redis, when `redis.url` is set.
+    pub(crate) redis: Option<Arc<crate::redis::Redis>>,
     /// Storing and deleting audio files, one hash at a time.
     pub(crate) audio_locks: crate::audio::intake::AudioLocks,
     /// The `Host` clients last read a session under: cached reads are keyed by it, so the

@@ -117,7 +117,7 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// The `POCWHISP_*` variables: the operator names (`POCWHISP_LISTEN`, `POCWHISP_DATA_DIR`,
-/// `POCWHISP_DATABASE_URL`, `POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
+/// `POCWHISP_DATABASE_URL`, `POCWHISP_REDIS_URL`, `POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
 /// `POCWHISP_ENGINE`, `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__`
 /// between its parts (`POCWHISP_CACHE__TTL=10m`). Any other `POCWHISP_` name is an unknown
 /// key, refused like one in the file.
@@ -129,6 +129,7 @@ fn environment_variables() -> Env {
             "listen" => "server.listen".to_owned(),
             "data_dir" => "server.data_dir".to_owned(),
             "database_url" => "database.url".to_owned(),
+            "redis_url" => "redis.url".to_owned(),
             "admin_token" => "auth.admin_tokens".to_owned(),
             "api_token" => "auth.api_tokens".to_owned(),
             "engine" => "engine.kind".to_owned(),

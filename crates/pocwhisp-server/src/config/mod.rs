@@ -59,6 +59,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// PostgreSQL, when set; otherwise the embedded store in the data directory.
     pub database: DatabaseConfig,
+    /// Redis, when set: the cache and the rate limits shared between instances.
+    pub redis: RedisConfig,
     /// The pool that runs transcription jobs.
     pub request_pool: RequestPoolConfig,
     /// The response cache and its warm-up.
@@ -111,6 +113,7 @@ impl Config {
                 max_idle_conns: if production { 10 } else { 5 },
                 ..DatabaseConfig::default()
             },
+            redis: RedisConfig::default(),
             request_pool: RequestPoolConfig::default(),
             cache: CacheConfig::default(),
             response: ResponseConfig::default(),
@@ -257,6 +260,26 @@ impl Config {
                 &format!("database.breaker.{}", error.field()),
                 error.reason(),
             );
+        }
+        if self.redis.instances == 0 {
+            return invalid("redis.instances", "at least 1");
+        }
+        if self.redis.timeout.is_zero() {
+            return invalid("redis.timeout", "longer than zero");
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(char::is_whitespace) {
+            return invalid("redis.key_prefix", "a non-empty name without spaces");
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("unix://"))
+        {
+            return invalid(
+                "redis.url",
+                "a redis:// (or unix://) URL (this build has no TLS client)",
+            );
+        }
+        if let Err(error) = self.redis.breaker.validate() {
+            return invalid(&format!("redis.breaker.{}", error.field()), error.reason());
         }
         if self.jobs.uploads_per_hour == 0 {
             return invalid("jobs.uploads_per_hour", "at least 1");
@@ -444,6 +467,47 @@ impl Default for DatabaseConfig {
             statement_timeout: Duration::from_secs(30),
             slow_query_threshold: Duration::from_millis(100),
             breaker: database_breaker(),
+        }
+    }
+}
+
+/// Redis, when `url` is set: instances pointed at the same Redis and `key_prefix` share the
+/// session cache (a delete on one reaches all within a second) and the rate limits (one quota
+/// between them). Without it each instance caches and limits on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host[:port][/db]` (`POCWHISP_REDIS_URL`); unset: nothing shared.
+    pub url: Option<Secret>,
+    /// The prefix of every key and channel this deployment uses.
+    pub key_prefix: String,
+    /// How many instances share the quotas: while Redis is down each enforces its share.
+    pub instances: u32,
+    /// The longest wait for Redis on one operation before deciding without it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The secret rate-limit keys (tokens, identities) are hashed with, the same on every
+    /// instance; unset: derived from the configured tokens, which the instances share.
+    pub key_secret: Option<Secret>,
+    /// The breaker around Redis: once open, the cache serves from memory and the limits
+    /// are enforced locally at once instead of waiting on Redis.
+    pub breaker: perf_breaker::Config,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        let mut breaker = perf_breaker::Config::default();
+        breaker.open_duration = Duration::from_secs(5);
+        breaker.max_open_duration = Duration::from_secs(60);
+        breaker.name = "redis".to_owned();
+        breaker.metrics_prefix = "pocwhisp_breaker".to_owned();
+        RedisConfig {
+            url: None,
+            key_prefix: "pocwhisp".to_owned(),
+            instances: 1,
+            timeout: Duration::from_millis(50),
+            key_secret: None,
+            breaker,
         }
     }
 }

@@ -42,6 +42,20 @@ pub(crate) struct CacheFigures {
     /// The last warm-up run.
     #[schema(value_type = Option<Object>)]
     last_warmup: Option<WarmupSummary>,
+    /// The session cache shared through Redis, when `redis.url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<SharedFigures>,
+}
+
+/// The session cache shared through Redis.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SharedFigures {
+    /// Sessions this instance did not hold that Redis had (another instance read them).
+    l2_hits: u64,
+    /// Redis operations that failed or timed out (and were answered without Redis).
+    l2_errors: u64,
+    /// Sessions held in this instance's memory.
+    local_entries: usize,
 }
 
 /// A warm-up run, in brief.
@@ -105,6 +119,14 @@ async fn stats(State(state): State<AppState>) -> Json<CacheFigures> {
         capacity_bytes: stats.capacity,
         evictions: stats.evictions,
         last_warmup: state.inner.warmer.last_report().map(WarmupSummary::from),
+        shared: state.inner.redis.as_ref().map(|redis| {
+            let (l2_hits, l2_errors) = redis.figures();
+            SharedFigures {
+                l2_hits,
+                l2_errors,
+                local_entries: redis.sessions.l1().len(),
+            }
+        }),
     })
 }
 

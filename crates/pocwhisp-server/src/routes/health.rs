@@ -3,8 +3,8 @@
 //! - live: the process answers.
 //! - ready: storage is open and migrated; 503 with the reason (and `Retry-After`) until then;
 //!   `degraded` with the reason when there is no speech engine (reads still work).
-//! - health: each dependency (storage, engine, disk space of the data directory) with its
-//!   status; 503 when one is down.
+//! - health: each dependency (storage, engine, disk space of the data directory, Redis when
+//!   configured) with its status; 503 when one is down (Redis is at worst degraded).
 
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ pub(crate) struct Health {
     version: &'static str,
     /// Seconds since start.
     uptime_seconds: u64,
-    /// Storage, engine, disk.
+    /// Storage, engine, disk, Redis.
     components: std::collections::BTreeMap<&'static str, Component>,
 }
 
@@ -146,6 +146,11 @@ async fn health(State(state): State<AppState>) -> Response {
         },
     };
     components.insert("engine", engine);
+    if let Some(redis) = &state.inner.redis {
+        // Degraded, never down: without Redis the server works on, each instance alone.
+        let (status, detail) = redis.health().await;
+        components.insert("redis", Component { status, detail });
+    }
     let worst = components
         .values()
         .map(|component| component.status)

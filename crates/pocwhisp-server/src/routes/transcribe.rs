@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use super::upload::{self, Caller, store_error};
 use crate::config::Role;
 use crate::http::{ApiError, Path, Query, RequireRole};
 use crate::jobs::validate_callback;
+use crate::redis::CachedSession;
 use crate::session::{SessionSummary, SessionView};
 use crate::state::AppState;
 use crate::store::{ListQuery, SessionStatus};
@@ -241,6 +243,18 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let id = session_id(&id)?;
     remember_host(&state, headers.get(http::header::HOST));
+    let redis = state.inner.redis.as_deref();
+    // A finished session another instance (or this one) read: no store read.
+    if let Some(redis) = redis
+        && let Some(cached) = redis.sessions.get(id).await
+        && let Some((owner, json)) = CachedSession::decode(&cached)
+    {
+        // The store's rule: a caller sees its own sessions, an admin every one.
+        if caller.owner().is_some_and(|caller| caller != owner) {
+            return Err(ApiError::NotFound(format!("no session {id}")));
+        }
+        return Ok(session_response(FINISHED_CACHE_CONTROL, json));
+    }
     let store = &state.inner.store;
     let detail = store
         .session(id, caller.owner())
@@ -256,18 +270,36 @@ async fn read(
     } else {
         Vec::new()
     };
-    // A finished session changes only by deletion, which drops the cached copy; one still
+    let owner = detail.session.owner.clone();
+    let json = Bytes::from(
+        serde_json::to_vec(&SessionView::new(detail, deliveries)).map_err(ApiError::internal)?,
+    );
+    // A finished session changes only by deletion, which drops the cached copies; one still
     // being transcribed must not be kept.
-    let cache_control = if finished {
-        "private, max-age=300"
-    } else {
-        "no-store"
-    };
-    Ok((
-        [(CACHE_CONTROL, cache_control)],
-        Json(SessionView::new(detail, deliveries)),
+    if !finished {
+        return Ok(session_response("no-store", json));
+    }
+    if let Some(redis) = redis {
+        redis
+            .sessions
+            .insert(id, CachedSession::encode(&owner, &json))
+            .await;
+    }
+    Ok(session_response(FINISHED_CACHE_CONTROL, json))
+}
+
+/// How long a client (and the response cache) may keep a finished session.
+const FINISHED_CACHE_CONTROL: &str = "private, max-age=300";
+
+fn session_response(cache_control: &'static str, json: Bytes) -> Response {
+    (
+        [
+            (CACHE_CONTROL, cache_control),
+            (http::header::CONTENT_TYPE, "application/json"),
+        ],
+        json,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Notes the `Host` a session was read under, for the warm-up (read locks only, unless it
@@ -332,6 +364,10 @@ async fn delete(
         .inner
         .responses
         .invalidate_path(&format!("/api/v1/transcribe/{id}"));
+    if let Some(redis) = &state.inner.redis {
+        // Every instance drops its copies when it hears of it (`Redis::follow_invalidations`).
+        redis.sessions.invalidate(id).await;
+    }
     Ok(Json(Deleted {
         session_id: id.to_owned(),
         audio_deleted,

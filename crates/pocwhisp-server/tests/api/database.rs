@@ -54,7 +54,7 @@ async fn status_of(client: &reqwest::Client, base: &str, id: &str) -> String {
 }
 
 /// Waits (two minutes at most) for every session in `ids` to be completed, as `base` sees it.
-async fn all_completed(client: &reqwest::Client, base: &str, ids: &[String]) {
+pub(crate) async fn all_completed(client: &reqwest::Client, base: &str, ids: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(120);
     for id in ids {
         loop {
@@ -69,7 +69,11 @@ async fn all_completed(client: &reqwest::Client, base: &str, ids: &[String]) {
     }
 }
 
-async fn upload_async(client: &reqwest::Client, base: &str, audio: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn upload_async(
+    client: &reqwest::Client,
+    base: &str,
+    audio: Vec<u8>,
+) -> reqwest::Response {
     client
         .post(format!("{base}/api/v1/transcribe?mode=async"))
         .bearer_auth(USER)
@@ -80,7 +84,7 @@ async fn upload_async(client: &reqwest::Client, base: &str, audio: Vec<u8>) -> r
         .unwrap()
 }
 
-async fn session_id(response: reqwest::Response) -> String {
+pub(crate) async fn session_id(response: reqwest::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap();
     body["session_id"].as_str().unwrap().to_owned()
 }
@@ -251,27 +255,31 @@ async fn completed_here(client: &reqwest::Client, base: &str) -> u64 {
 }
 
 /// Two server processes on one schema and one data directory, both ready.
-struct Pair {
-    schema: TestSchema,
+pub(crate) struct Pair {
+    pub(crate) schema: TestSchema,
     /// The audio directory both share; kept until the test ends.
-    data: TempDir,
+    pub(crate) data: TempDir,
     /// For the recordings the test joins.
-    scratch: TempDir,
-    client: reqwest::Client,
-    first: (tokio::process::Child, String),
-    second: (tokio::process::Child, String),
+    pub(crate) scratch: TempDir,
+    pub(crate) client: reqwest::Client,
+    pub(crate) first: (tokio::process::Child, String),
+    pub(crate) second: (tokio::process::Child, String),
 }
 
 impl Pair {
     /// Starts both on a new schema named after `name`, with job leases of `lease`.
     async fn start(name: &str, lease: &str) -> Pair {
+        Pair::start_with(name, &[("POCWHISP_JOBS__LEASE", lease)]).await
+    }
+
+    /// Starts both on a new schema named after `name`, with `settings` (`POCWHISP_*`
+    /// variables) besides the database's.
+    pub(crate) async fn start_with(name: &str, settings: &[(&str, &str)]) -> Pair {
         let schema = TestSchema::create(name).await;
         let data = TempDir::new().unwrap();
         let url = schema.url();
-        let env = [
-            ("POCWHISP_DATABASE_URL", url.as_str()),
-            ("POCWHISP_JOBS__LEASE", lease),
-        ];
+        let mut env = vec![("POCWHISP_DATABASE_URL", url.as_str())];
+        env.extend_from_slice(settings);
         let first = start_binary(data.path(), &env).await;
         let second = start_binary(data.path(), &env).await;
         let client = reqwest::Client::new();

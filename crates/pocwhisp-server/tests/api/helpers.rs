@@ -27,7 +27,11 @@ pub(crate) async fn start_binary(
         .env("POCWHISP_API_TOKEN", USER)
         .env_remove("POCWHISP_ENV")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
         .kill_on_drop(true);
     for (key, value) in env {
         command.env(key, value);

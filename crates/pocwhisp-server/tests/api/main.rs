@@ -4,6 +4,8 @@
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/redis.rs"]
+mod redis_server;
 #[path = "../support/speech.rs"]
 mod speech;
 #[path = "../support/webdriver.rs"]
@@ -20,4 +22,5 @@ mod operations;
 mod protocol;
 mod recovery;
 mod remote;
+mod shared;
 mod transcribe;
