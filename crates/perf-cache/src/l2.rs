@@ -138,6 +138,10 @@ impl<C: Clock> TieredCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
     {
+        // An L1 hit costs what a `TtlCache` hit does: no key is allocated for it.
+        if let Some(value) = self.l1.get(key) {
+            return Ok(value);
+        }
         let key = key.to_owned();
         self.l1
             .get_or_load(&key, || async {

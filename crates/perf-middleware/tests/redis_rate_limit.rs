@@ -234,3 +234,11 @@ async fn checks(limiter: &RedisRateLimiter<()>, count: usize) -> Vec<bool> {
     }
     decisions
 }
+
+#[test]
+fn building_outside_a_runtime_is_an_error_not_a_panic() {
+    let error = RedisRateLimiter::builder(Quota::per_second(1))
+        .build::<()>(Client::open(redis_url()).unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("Tokio runtime"), "{error}");
+}

@@ -262,7 +262,8 @@ impl RedisCacheBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for an empty prefix or a zero timeout.
+    /// A [`BuildError`] for an empty prefix, a zero timeout, or no Tokio runtime to run the
+    /// connection on.
     pub fn build(self) -> Result<RedisCache, BuildError> {
         if self.prefix.is_empty() {
             return Err(BuildError::new("prefix", "must not be empty"));
@@ -283,6 +284,14 @@ impl RedisCacheBuilder {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
+        // The connection is kept by a task of the current runtime: without one, say so
+        // instead of panicking.
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            BuildError::new(
+                "runtime",
+                "build it inside a Tokio runtime (the connection is a task of it)",
+            )
+        })?;
         let connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(|error| BuildError::new("redis", error.to_string()))?;
         Ok(RedisCache {

@@ -191,8 +191,9 @@ impl RedisRateLimiterBuilder {
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] for an empty prefix, a zero instance count or timeout, or a quota
-    /// whose interval is shorter than a microsecond (the script's unit).
+    /// A [`BuildError`] for an empty prefix, a zero instance count or timeout, a quota whose
+    /// interval is shorter than a microsecond (the script's unit), or no Tokio runtime to run
+    /// the connection on.
     pub fn build<K: Hash + Eq + Clone>(
         self,
         client: redis::Client,
@@ -233,6 +234,14 @@ impl RedisRateLimiterBuilder {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
+        // The connection is kept by a task of the current runtime: without one, say so
+        // instead of panicking.
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            BuildError::new(
+                "runtime",
+                "build it inside a Tokio runtime (the connection is a task of it)",
+            )
+        })?;
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|error| BuildError::new("redis", error.to_string()))?;
         let fallbacks = metrics::counter!(format!("{}_fallback_total", self.metrics_prefix));
