@@ -186,6 +186,9 @@ pub fn masked_yaml(config: &Config) -> String {
     if let Some(url) = config.database.url.as_ref() {
         value["database"]["url"] = serde_json::Value::from(mask_password(url.expose()));
     }
+    if let Some(url) = config.redis.url.as_ref() {
+        value["redis"]["url"] = serde_json::Value::from(mask_password(url.expose()));
+    }
     serde_yaml::to_string(&value).expect("the configuration serializes")
 }
 
@@ -265,5 +268,18 @@ mod tests {
             "postgres://app:****@db/x"
         );
         assert_eq!(mask_password("host=db password=x"), "****");
+        assert_eq!(
+            mask_password("redis://:hunter2@cache:6379/0"),
+            "redis://:****@cache:6379/0"
+        );
+        let mut config = Config::default();
+        config.redis.url = Some(crate::config::Secret::new("redis://:hunter2@cache:6379/0"));
+        config.redis.key_secret = Some(crate::config::Secret::new("keys-secret"));
+        let printed = masked_yaml(&config);
+        assert!(printed.contains("redis://:****@cache:6379/0"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("keys-secret"),
+            "{printed}"
+        );
     }
 }

@@ -58,6 +58,13 @@ fn configuration_errors_name_the_key_and_exit_non_zero() {
             "whisper-9000",
         ),
         ("jobs:\n  max_attempts: 0\n", vec![], "jobs.max_attempts"),
+        (
+            "",
+            vec![("POCWHISP_REDIS_URL", "https://cache:6379")],
+            "redis.url",
+        ),
+        ("redis:\n  instances: 0\n", vec![], "redis.instances"),
+        ("redis:\n  timeout: 0s\n", vec![], "redis.timeout"),
     ] {
         let (code, _, stderr) = run_with_config(yaml, &["check-config"], &env);
         assert_eq!(code, Some(2), "{yaml}: {stderr}");
