@@ -4,8 +4,6 @@
 //! own `redis-server` on a free port. Real time: Redis keeps its own clock.
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -16,14 +14,7 @@ use perf_cache::clock::FastClock;
 use perf_cache::l2::redis::{Client, Invalidation, RedisCache};
 use perf_cache::l2::{SharedCache, TieredCache, TieredConfig};
 use perf_cache::ttl::TtlCache;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn prefix(test: &str) -> String {
-    format!("perf-test:{test}:{}", fastrand::u64(..))
-}
+use test_support::redis::{PrivateRedis, shared_url, unique_prefix};
 
 fn redis(url: &str, prefix: &str) -> RedisCache {
     RedisCache::builder(Client::open(url).unwrap())
@@ -53,9 +44,9 @@ async fn load_counting(cache: &TieredCache<FastClock>, key: &str, loads: &Atomic
 
 #[tokio::test]
 async fn what_one_process_loaded_is_a_hit_for_another() {
-    let prefix = prefix("shared");
-    let first = tiered(redis(&redis_url(), &prefix));
-    let second = tiered(redis(&redis_url(), &prefix));
+    let prefix = unique_prefix("shared");
+    let first = tiered(redis(&shared_url(), &prefix));
+    let second = tiered(redis(&shared_url(), &prefix));
     let loads = AtomicUsize::new(0);
     assert_eq!(load_counting(&first, "session-1", &loads).await, "loaded");
     assert_eq!(load_counting(&second, "session-1", &loads).await, "loaded");
@@ -74,9 +65,9 @@ async fn what_one_process_loaded_is_a_hit_for_another() {
 
 #[tokio::test]
 async fn a_delete_in_one_process_drops_the_copies_of_the_others_within_a_second() {
-    let prefix = prefix("invalidate");
-    let first = tiered(redis(&redis_url(), &prefix));
-    let second_l2 = redis(&redis_url(), &prefix);
+    let prefix = unique_prefix("invalidate");
+    let first = tiered(redis(&shared_url(), &prefix));
+    let second_l2 = redis(&shared_url(), &prefix);
     let second = tiered(second_l2.clone());
     let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
     let subscription = second_l2.subscribe({
@@ -115,8 +106,8 @@ async fn a_delete_in_one_process_drops_the_copies_of_the_others_within_a_second(
 
 #[tokio::test]
 async fn values_written_in_another_format_are_misses() {
-    let prefix = prefix("format");
-    let client = || Client::open(redis_url()).unwrap();
+    let prefix = unique_prefix("format");
+    let client = || Client::open(shared_url()).unwrap();
     let old = RedisCache::builder(client())
         .prefix(&prefix)
         .format_version(1)
@@ -152,7 +143,7 @@ async fn values_written_in_another_format_are_misses() {
 
 #[tokio::test]
 async fn values_expire_after_their_ttl() {
-    let cache = redis(&redis_url(), &prefix("ttl"));
+    let cache = redis(&shared_url(), &unique_prefix("ttl"));
     cache
         .set("k", Bytes::from_static(b"v"), Duration::from_millis(150))
         .await
@@ -164,8 +155,7 @@ async fn values_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn redis_down_is_a_miss_served_by_l1_and_the_loader_until_it_is_back() {
-    let port = free_port();
-    let mut server = PrivateRedis::start(port);
+    let mut server = PrivateRedis::start();
     let breaker = CircuitBreaker::builder()
         .name("redis")
         .failure_threshold(2)
@@ -173,7 +163,7 @@ async fn redis_down_is_a_miss_served_by_l1_and_the_loader_until_it_is_back() {
         .build()
         .unwrap();
     let l2 = RedisCache::builder(Client::open(server.url()).unwrap())
-        .prefix(prefix("down"))
+        .prefix(unique_prefix("down"))
         .timeout(Duration::from_millis(200))
         .breaker(breaker)
         .build()
@@ -197,7 +187,7 @@ async fn redis_down_is_a_miss_served_by_l1_and_the_loader_until_it_is_back() {
         "an open breaker does not wait"
     );
 
-    let _server = PrivateRedis::start(port);
+    let _server = PrivateRedis::start_on(server.port());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while l2
         .set("back", Bytes::from_static(b"yes"), Duration::from_secs(60))
@@ -223,56 +213,4 @@ async fn wait_for(condition: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A `redis-server` of the test's own, so that stopping it disturbs no other test.
-struct PrivateRedis {
-    port: u16,
-    process: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let process = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateRedis {
-            port,
-            process: Some(process),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

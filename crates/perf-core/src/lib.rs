@@ -7,6 +7,8 @@ pub mod clock;
 mod error;
 pub mod metric_name;
 pub mod per_thread;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod request;
 pub mod sync;
 

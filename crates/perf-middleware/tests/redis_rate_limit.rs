@@ -4,24 +4,14 @@
 #![cfg(feature = "redis")]
 
 use std::convert::Infallible;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use perf_breaker::CircuitBreaker;
 use perf_middleware::rate_limit::redis::{Client, RedisRateLimiter};
 use perf_middleware::rate_limit::{BearerToken, Quota, RateLimitLayer};
+use test_support::redis::{PrivateRedis, shared_url, unique_prefix};
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A prefix no other test or run uses.
-fn prefix(test: &str) -> String {
-    format!("perf-test:{test}:{}", fastrand::u64(..))
-}
 
 fn limiter(url: &str, prefix: &str, quota: Quota) -> RedisRateLimiter<()> {
     RedisRateLimiter::builder(quota)
@@ -33,10 +23,10 @@ fn limiter(url: &str, prefix: &str, quota: Quota) -> RedisRateLimiter<()> {
 
 #[tokio::test]
 async fn two_limiters_on_one_redis_enforce_one_quota() {
-    let prefix = prefix("shared");
+    let prefix = unique_prefix("shared");
     // Two clients, two connections: as two processes would be.
-    let first = limiter(&redis_url(), &prefix, Quota::per_hour(5));
-    let second = limiter(&redis_url(), &prefix, Quota::per_hour(5));
+    let first = limiter(&shared_url(), &prefix, Quota::per_hour(5));
+    let second = limiter(&shared_url(), &prefix, Quota::per_hour(5));
     let mut admitted = Vec::new();
     for round in 0..5 {
         for limiter in [&first, &second] {
@@ -65,8 +55,8 @@ async fn two_limiters_on_one_redis_enforce_one_quota() {
 #[tokio::test]
 async fn tokens_come_back_at_the_quotas_rate() {
     let limiter = limiter(
-        &redis_url(),
-        &prefix("refill"),
+        &shared_url(),
+        &unique_prefix("refill"),
         Quota::per_second(10).burst(2),
     );
     assert!(limiter.check(&()).await.is_allowed());
@@ -84,12 +74,12 @@ async fn tokens_come_back_at_the_quotas_rate() {
 
 #[tokio::test]
 async fn the_layer_takes_the_redis_limiter_and_answers_429() {
-    let prefix = prefix("layer");
+    let prefix = unique_prefix("layer");
     let service =
         service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new("ok".to_owned())) });
     let limiter = RedisRateLimiter::builder(Quota::per_hour(1))
         .prefix(&prefix)
-        .build(Client::open(redis_url()).unwrap())
+        .build(Client::open(shared_url()).unwrap())
         .unwrap();
     let mut service = RateLimitLayer::new(limiter, BearerToken).layer(service);
     let request = |token: &str| {
@@ -131,61 +121,9 @@ async fn the_layer_takes_the_redis_limiter_and_answers_429() {
     );
 }
 
-/// A `redis-server` of the test's own, so that stopping it disturbs no other test.
-struct PrivateRedis {
-    port: u16,
-    process: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let process = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateRedis {
-            port,
-            process: Some(process),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn redis_down_falls_back_to_a_share_of_the_quota_and_redis_back_is_used_again() {
-    let mut redis = PrivateRedis::start(free_port());
+    let mut redis = PrivateRedis::start();
     let breaker = CircuitBreaker::builder()
         .name("redis")
         .failure_threshold(2)
@@ -193,7 +131,7 @@ async fn redis_down_falls_back_to_a_share_of_the_quota_and_redis_back_is_used_ag
         .build()
         .unwrap();
     let limiter = RedisRateLimiter::builder(Quota::per_hour(6))
-        .prefix(prefix("down"))
+        .prefix(unique_prefix("down"))
         .instances(3)
         .timeout(Duration::from_millis(200))
         .breaker(breaker)
@@ -208,8 +146,7 @@ async fn redis_down_falls_back_to_a_share_of_the_quota_and_redis_back_is_used_ag
     assert_eq!(decisions, [true, true, false, false]);
     assert!(limiter.is_degraded(), "the breaker opened");
 
-    let port = redis.port;
-    let _redis = PrivateRedis::start(port);
+    let _redis = PrivateRedis::start_on(redis.port());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let decision = limiter.check(&()).await;
@@ -238,7 +175,7 @@ async fn checks(limiter: &RedisRateLimiter<()>, count: usize) -> Vec<bool> {
 #[test]
 fn building_outside_a_runtime_is_an_error_not_a_panic() {
     let error = RedisRateLimiter::builder(Quota::per_second(1))
-        .build::<()>(Client::open(redis_url()).unwrap())
+        .build::<()>(Client::open(shared_url()).unwrap())
         .unwrap_err();
     assert!(error.to_string().contains("Tokio runtime"), "{error}");
 }

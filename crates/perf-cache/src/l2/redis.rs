@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use perf_breaker::{CallError, CircuitBreaker, State};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::{SharedCache, SharedCacheError, SharedCacheFuture};
 use crate::BuildError;
@@ -280,20 +280,7 @@ impl RedisCacheBuilder {
                 .build()
                 .map_err(|error| BuildError::new("breaker", error.to_string()))?,
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        // The connection is kept by a task of the current runtime: without one, say so
-        // instead of panicking.
-        tokio::runtime::Handle::try_current().map_err(|_| {
-            BuildError::new(
-                "runtime",
-                "build it inside a Tokio runtime (the connection is a task of it)",
-            )
-        })?;
-        let connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|error| BuildError::new("redis", error.to_string()))?;
+        let connection = perf_core::redis::lazy_connection(self.client.clone(), self.timeout)?;
         Ok(RedisCache {
             inner: Arc::new(Inner {
                 client: self.client,

@@ -4,8 +4,6 @@
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres;
-#[path = "../support/redis.rs"]
-mod redis_server;
 #[path = "../support/speech.rs"]
 mod speech;
 #[path = "../support/webdriver.rs"]

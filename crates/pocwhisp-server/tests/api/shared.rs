@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::database::{Pair, all_completed, session_id, upload_async};
 use crate::helpers::{ADMIN, JsonReply, OTHER_USER, USER};
-use crate::redis_server::{PrivateRedis, shared_url, unique_prefix};
+use test_support::redis::{PrivateRedis, shared_url, unique_prefix};
 
 async fn cache_figures(client: &reqwest::Client, base: &str) -> serde_json::Value {
     client

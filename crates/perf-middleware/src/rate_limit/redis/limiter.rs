@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use metrics::Counter;
 use perf_breaker::CircuitBreaker;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::RedisKey;
 use crate::BuildError;
@@ -230,20 +230,7 @@ impl RedisRateLimiterBuilder {
             .max_keys(self.max_keys)
             .metrics_prefix(self.metrics_prefix.clone())
             .build()?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        // The connection is kept by a task of the current runtime: without one, say so
-        // instead of panicking.
-        tokio::runtime::Handle::try_current().map_err(|_| {
-            BuildError::new(
-                "runtime",
-                "build it inside a Tokio runtime (the connection is a task of it)",
-            )
-        })?;
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|error| BuildError::new("redis", error.to_string()))?;
+        let connection = perf_core::redis::lazy_connection(client, self.timeout)?;
         let fallbacks = metrics::counter!(format!("{}_fallback_total", self.metrics_prefix));
         Ok(RedisRateLimiter {
             inner: Arc::new(Inner {

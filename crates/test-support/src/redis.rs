@@ -1,34 +1,35 @@
-//! Redis for the tests: the shared one (`REDIS_URL`, else 127.0.0.1:6379, which
-//! `scripts/test` starts) under a prefix of the test's own, or a `redis-server` of the
-//! test's own for tests that stop it.
+//! Redis for tests: the shared one (`REDIS_URL`, else 127.0.0.1:6379, which `scripts/test`
+//! starts) under a key prefix of the test's own, or a `redis-server` of the test's own for
+//! tests that stop it.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The shared Redis.
-pub(crate) fn shared_url() -> String {
+pub fn shared_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A key prefix no other test or run uses.
-pub(crate) fn unique_prefix(test: &str) -> String {
+pub fn unique_prefix(test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .unwrap_or_default()
         .as_nanos();
-    format!("pocwhisp-test:{test}:{}-{nanos}", std::process::id())
+    format!("test:{test}:{}-{nanos}", std::process::id())
 }
 
 /// A `redis-server` of the test's own on a free port, stopped when dropped.
-pub(crate) struct PrivateRedis {
+#[derive(Debug)]
+pub struct PrivateRedis {
     port: u16,
     process: Option<Child>,
 }
 
 impl PrivateRedis {
     /// A server on a free port.
-    pub(crate) fn start() -> PrivateRedis {
+    pub fn start() -> PrivateRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -38,7 +39,7 @@ impl PrivateRedis {
     }
 
     /// A server on `port` (again, after [`stop`](Self::stop)), once it accepts connections.
-    pub(crate) fn start_on(port: u16) -> PrivateRedis {
+    pub fn start_on(port: u16) -> PrivateRedis {
         let process = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -58,18 +59,20 @@ impl PrivateRedis {
     }
 
     /// Kills the server, as a crash would.
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
             let _ = process.kill();
             let _ = process.wait();
         }
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// Its `redis://` URL.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

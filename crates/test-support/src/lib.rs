@@ -1,0 +1,3 @@
+//! Helpers the workspace's tests share (not published).
+
+pub mod redis;
