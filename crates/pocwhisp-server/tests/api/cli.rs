@@ -31,8 +31,10 @@ async fn each_mode_works_against_a_running_server() {
     tokio::task::spawn_blocking(move || {
         let (code, out, err) = perf(&url, &["analyze"]);
         assert!(matches!(code, Some(0 | 1)), "{code:?} {out} {err}");
+        // Resident memory is in every snapshot; CPU use only once the server has sampled
+        // twice, which a freshly started server may not have done yet.
         assert!(
-            out.contains("server health:") && out.contains("cpu_usage_percent"),
+            out.contains("server health:") && out.contains("resident_bytes"),
             "{out}"
         );
         assert!(out.contains("host load per core"), "{out}");
