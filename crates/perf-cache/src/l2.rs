@@ -145,8 +145,7 @@ impl<C: Clock> TieredCache<C> {
         let key = key.to_owned();
         self.l1
             .get_or_load(&key, || async {
-                if let Some(Some(value)) = self.l2(self.l2.get(&key)).await {
-                    self.l2_hits.fetch_add(1, Relaxed);
+                if let Some(value) = self.l2_lookup(&key).await {
                     return Ok(value);
                 }
                 let value = load().await?;
@@ -162,9 +161,15 @@ impl<C: Clock> TieredCache<C> {
         if let Some(value) = self.l1.get(key) {
             return Some(value);
         }
+        let value = self.l2_lookup(key).await?;
+        self.l1.insert(key.to_owned(), value.clone());
+        Some(value)
+    }
+
+    /// The value L2 holds for `key`, counted as an L2 hit.
+    async fn l2_lookup(&self, key: &str) -> Option<Bytes> {
         let value = self.l2(self.l2.get(key)).await.flatten()?;
         self.l2_hits.fetch_add(1, Relaxed);
-        self.l1.insert(key.to_owned(), value.clone());
         Some(value)
     }
 

@@ -11,7 +11,7 @@ use perf_breaker::CircuitBreaker;
 use perf_middleware::rate_limit::redis::{Client, RedisRateLimiter};
 use perf_middleware::rate_limit::{BearerToken, Quota, RateLimitLayer};
 use test_support::redis::{PrivateRedis, shared_url, unique_prefix};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, ServiceExt, service_fn};
 
 fn limiter(url: &str, prefix: &str, quota: Quota) -> RedisRateLimiter<()> {
     RedisRateLimiter::builder(quota)
@@ -81,39 +81,22 @@ async fn the_layer_takes_the_redis_limiter_and_answers_429() {
         .prefix(&prefix)
         .build(Client::open(shared_url()).unwrap())
         .unwrap();
-    let mut service = RateLimitLayer::new(limiter, BearerToken).layer(service);
+    let service = RateLimitLayer::new(limiter, BearerToken).layer(service);
     let request = |token: &str| {
         Request::get("/")
             .header("authorization", format!("Bearer {token}"))
             .body(())
             .unwrap()
     };
-    let first = service
-        .ready()
-        .await
-        .unwrap()
-        .call(request("a"))
-        .await
-        .unwrap();
+    let send = |token: &str| service.clone().oneshot(request(token));
+    let first = send("a").await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(first.headers()["ratelimit-limit"], "1");
     assert_eq!(first.headers()["ratelimit-remaining"], "0");
-    let second = service
-        .ready()
-        .await
-        .unwrap()
-        .call(request("a"))
-        .await
-        .unwrap();
+    let second = send("a").await.unwrap();
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(second.headers()["retry-after"], "3600");
-    let other = service
-        .ready()
-        .await
-        .unwrap()
-        .call(request("b"))
-        .await
-        .unwrap();
+    let other = send("b").await.unwrap();
     assert_eq!(
         other.status(),
         StatusCode::OK,

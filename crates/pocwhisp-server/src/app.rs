@@ -76,6 +76,8 @@ pub struct Application {
     state: AppState,
     tokens: Arc<Tokens>,
     performance: PerformanceLayer,
+    /// With Redis, every request's quota, inside the performance stack (which then has none).
+    shared_requests: Option<SharedRequestLimit>,
     local_addr: SocketAddr,
     summary: TokenSummary,
 }
@@ -195,7 +197,7 @@ impl Application {
         let redis = crate::redis::Redis::new(&config)
             .map_err(StartError::Config)?
             .map(Arc::new);
-        let uploads = upload_limit(&config, redis.as_deref())?;
+        let (uploads, shared_requests) = rate_limits(&config, redis.as_deref())?;
         let readiness = match &migration {
             None => {
                 let readiness = Readiness::new("starting");
@@ -245,6 +247,7 @@ impl Application {
             state,
             tokens: Arc::new(tokens),
             performance,
+            shared_requests,
             local_addr,
             summary,
         })
@@ -284,7 +287,7 @@ impl Application {
             // value), which cost more than the allocation.
             .layer(tower::util::BoxCloneSyncService::layer())
             .layer(self.performance)
-            .option_layer(shared_request_limit(&config, state.inner.redis.as_deref()))
+            .option_layer(self.shared_requests)
             .service(router);
         let background = background_tasks(&state);
         tracing::info!(
@@ -316,7 +319,7 @@ fn performance_config(config: &Config) -> PerformanceConfig {
         security_headers: true,
         metrics_prefix: "pocwhisp_http".to_owned(),
         max_routes: 200,
-        // With Redis, the shared limit replaces this one (see `shared_request_limit`).
+        // With Redis, the shared limit replaces this one (see `rate_limits`).
         rate_limit: config
             .redis
             .url
@@ -335,38 +338,34 @@ fn performance_config(config: &Config) -> PerformanceConfig {
     }
 }
 
-/// `jobs.uploads_per_hour` per caller, keyed as the general limit is; through Redis when
-/// the instances share it.
-fn upload_limit(config: &Config, redis: Option<&Redis>) -> Result<UploadLimit, StartError> {
+/// `jobs.uploads_per_hour` per caller, and with Redis every request's quota too, both keyed
+/// as `rate_limit.key` says; through Redis when the instances share them (otherwise the
+/// performance stack's in-process limiter counts requests).
+fn rate_limits(
+    config: &Config,
+    redis: Option<&Redis>,
+) -> Result<(UploadLimit, Option<SharedRequestLimit>), StartError> {
     let key = ConfiguredKey::new(&config.rate_limit.key)
         .map_err(|error| invalid(error.within("rate_limit.key")))?;
     let headers = config.rate_limit.headers;
     if let Some(redis) = redis {
-        return Ok(Either::Right(
-            RateLimitLayer::new(redis.uploads.clone(), key).headers(headers),
-        ));
+        let uploads = RateLimitLayer::new(redis.uploads.clone(), key.clone()).headers(headers);
+        let requests = RateLimitLayer::new(redis.requests.clone(), key).headers(headers);
+        return Ok((Either::Right(uploads), Some(requests)));
     }
     let limiter = RateLimiter::builder(Quota::per_hour(config.jobs.uploads_per_hour))
         .max_keys(config.rate_limit.max_keys)
         .metrics_prefix("pocwhisp_upload_rate_limit")
         .build()
         .map_err(|error| invalid(error.within("jobs.uploads_per_hour")))?;
-    Ok(Either::Left(
-        RateLimitLayer::new(limiter, key).headers(headers),
+    Ok((
+        Either::Left(RateLimitLayer::new(limiter, key).headers(headers)),
+        None,
     ))
 }
 
-/// Every request's quota through Redis, when the instances share it (otherwise the
-/// performance stack's in-process limiter counts them).
-fn shared_request_limit(
-    config: &Config,
-    redis: Option<&Redis>,
-) -> Option<RateLimitLayer<ConfiguredKey, RedisRateLimiter<KeyValue>>> {
-    let redis = redis?;
-    // The key was checked when the upload limit was built from the same setting.
-    let key = ConfiguredKey::new(&config.rate_limit.key).ok()?;
-    Some(RateLimitLayer::new(redis.requests.clone(), key).headers(config.rate_limit.headers))
-}
+/// Every request's quota through Redis.
+type SharedRequestLimit = RateLimitLayer<ConfiguredKey, RedisRateLimiter<KeyValue>>;
 
 /// The configured alert rules, as the profiler evaluates them.
 pub(crate) fn alert_rules(config: &Config) -> Vec<AlertRule> {

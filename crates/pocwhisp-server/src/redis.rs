@@ -184,25 +184,21 @@ fn key_secret(config: &Config) -> Vec<u8> {
     digest.finalize().to_vec()
 }
 
-/// A finished session as cached: its owner, for the same check the store makes, then the
-/// JSON the read answers with.
-pub(crate) struct CachedSession;
+/// A finished session as cached: the length of its owner, its owner (for the same check the
+/// store makes), then the JSON the read answers with.
+pub(crate) fn encode_session(owner: &str, json: &[u8]) -> Bytes {
+    let mut bytes = BytesMut::with_capacity(4 + owner.len() + json.len());
+    bytes.put_u32(u32::try_from(owner.len()).unwrap_or(u32::MAX));
+    bytes.put_slice(owner.as_bytes());
+    bytes.put_slice(json);
+    bytes.freeze()
+}
 
-impl CachedSession {
-    pub(crate) fn encode(owner: &str, json: &[u8]) -> Bytes {
-        let mut bytes = BytesMut::with_capacity(4 + owner.len() + json.len());
-        bytes.put_u32(u32::try_from(owner.len()).unwrap_or(u32::MAX));
-        bytes.put_slice(owner.as_bytes());
-        bytes.put_slice(json);
-        bytes.freeze()
-    }
-
-    /// The owner and the JSON, or `None` for bytes that are not a cached session.
-    pub(crate) fn decode(bytes: &Bytes) -> Option<(&str, Bytes)> {
-        let length = usize::try_from(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?)).ok()?;
-        let owner = std::str::from_utf8(bytes.get(4..4 + length)?).ok()?;
-        Some((owner, bytes.slice(4 + length..)))
-    }
+/// The owner and the JSON of a cached session, or `None` for bytes that are not one.
+pub(crate) fn decode_session(bytes: &Bytes) -> Option<(&str, Bytes)> {
+    let length = usize::try_from(u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?)).ok()?;
+    let owner = std::str::from_utf8(bytes.get(4..4 + length)?).ok()?;
+    Some((owner, bytes.slice(4 + length..)))
 }
 
 #[cfg(test)]
@@ -211,14 +207,14 @@ mod tests {
 
     #[test]
     fn a_cached_session_reads_back_and_damaged_bytes_are_refused() {
-        let bytes = CachedSession::encode("env:api-1", b"{\"session_id\":\"x\"}");
-        let (owner, json) = CachedSession::decode(&bytes).unwrap();
+        let bytes = encode_session("env:api-1", b"{\"session_id\":\"x\"}");
+        let (owner, json) = decode_session(&bytes).unwrap();
         assert_eq!(
             (owner, &json[..]),
             ("env:api-1", &b"{\"session_id\":\"x\"}"[..])
         );
-        assert!(CachedSession::decode(&Bytes::from_static(b"\0\0\0\x09short")).is_none());
-        assert!(CachedSession::decode(&Bytes::from_static(b"\0\0")).is_none());
+        assert!(decode_session(&Bytes::from_static(b"\0\0\0\x09short")).is_none());
+        assert!(decode_session(&Bytes::from_static(b"\0\0")).is_none());
     }
 
     #[test]

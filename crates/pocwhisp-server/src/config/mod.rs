@@ -445,13 +445,14 @@ pub struct DatabaseConfig {
     pub breaker: perf_breaker::Config,
 }
 
-/// The database breaker's defaults: REFERENCE.md's 5 consecutive failures, open for 5 s at
-/// first (a database restart takes seconds), growing to a minute while it stays down.
-fn database_breaker() -> perf_breaker::Config {
+/// The defaults of a breaker around a dependency (the database, Redis): REFERENCE.md's 5
+/// consecutive failures, open for 5 s at first (a restart takes seconds), growing to a
+/// minute while it stays down.
+fn dependency_breaker(name: &str) -> perf_breaker::Config {
     let mut breaker = perf_breaker::Config::default();
     breaker.open_duration = Duration::from_secs(5);
     breaker.max_open_duration = Duration::from_secs(60);
-    breaker.name = "database".to_owned();
+    breaker.name = name.to_owned();
     breaker.metrics_prefix = "pocwhisp_breaker".to_owned();
     breaker
 }
@@ -466,7 +467,7 @@ impl Default for DatabaseConfig {
             conn_max_idle_time: Duration::from_secs(600),
             statement_timeout: Duration::from_secs(30),
             slow_query_threshold: Duration::from_millis(100),
-            breaker: database_breaker(),
+            breaker: dependency_breaker("database"),
         }
     }
 }
@@ -496,18 +497,13 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        let mut breaker = perf_breaker::Config::default();
-        breaker.open_duration = Duration::from_secs(5);
-        breaker.max_open_duration = Duration::from_secs(60);
-        breaker.name = "redis".to_owned();
-        breaker.metrics_prefix = "pocwhisp_breaker".to_owned();
         RedisConfig {
             url: None,
             key_prefix: "pocwhisp".to_owned(),
             instances: 1,
             timeout: Duration::from_millis(50),
             key_secret: None,
-            breaker,
+            breaker: dependency_breaker("redis"),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::upload::{self, Caller, store_error};
 use crate::config::Role;
 use crate::http::{ApiError, Path, Query, RequireRole};
 use crate::jobs::validate_callback;
-use crate::redis::CachedSession;
+use crate::redis::{decode_session, encode_session};
 use crate::session::{SessionSummary, SessionView};
 use crate::state::AppState;
 use crate::store::{ListQuery, SessionStatus};
@@ -247,7 +247,7 @@ async fn read(
     // A finished session another instance (or this one) read: no store read.
     if let Some(redis) = redis
         && let Some(cached) = redis.sessions.get(id).await
-        && let Some((owner, json)) = CachedSession::decode(&cached)
+        && let Some((owner, json)) = decode_session(&cached)
     {
         // The store's rule: a caller sees its own sessions, an admin every one.
         if caller.owner().is_some_and(|caller| caller != owner) {
@@ -282,7 +282,7 @@ async fn read(
     if let Some(redis) = redis {
         redis
             .sessions
-            .insert(id, CachedSession::encode(&owner, &json))
+            .insert(id, encode_session(&owner, &json))
             .await;
     }
     Ok(session_response(FINISHED_CACHE_CONTROL, json))
