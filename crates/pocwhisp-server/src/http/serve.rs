@@ -21,6 +21,13 @@ use tower::{Service, ServiceExt};
 
 use crate::config::ServerConfig;
 
+/// Whether `request` is HTTP/1 with a body (HTTP/2 streams end on their own and forbid
+/// `Connection`).
+fn sends_a_body(request: &Request<Incoming>) -> bool {
+    use hyper::body::Body as _;
+    request.version() <= http::Version::HTTP_11 && !request.body().is_end_stream()
+}
+
 /// Runs the accept loop on `listener` until `shutdown` completes, then drains.
 pub(crate) async fn serve<S>(
     listener: TcpListener,
@@ -73,7 +80,22 @@ pub(crate) async fn serve<S>(
         let service = service.clone();
         let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
-            service.clone().oneshot(request)
+            let sent_a_body = sends_a_body(&request);
+            let answer = service.clone().oneshot(request);
+            async move {
+                let mut response = answer.await?;
+                // A refusal (429, 413, 503 on an upload) may come before the body was read;
+                // hyper then closes the connection, and a client reusing it would fail its
+                // next request. Saying so lets it open a new one.
+                let status = response.status();
+                if sent_a_body && (status.is_client_error() || status.is_server_error()) {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)

@@ -98,3 +98,22 @@ async fn a_header_sent_too_slowly_times_out() {
         "the server closed the connection instead of waiting forever"
     );
 }
+
+#[tokio::test]
+async fn a_refused_request_with_a_body_says_the_connection_closes() {
+    let app = spawn_app().await;
+    // Refused before its body is read: the client must not reuse the connection.
+    let refused = app
+        .request(reqwest::Method::POST, "/api/v1/transcribe")
+        .header("content-type", "audio/wav")
+        .body(vec![0u8; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["connection"], "close");
+    // A refusal without a body keeps the connection.
+    let missing = app.get("/api/v1/nothing-here").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().get("connection").is_none());
+}
