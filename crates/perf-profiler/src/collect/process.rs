@@ -6,14 +6,10 @@ use std::time::Instant;
 
 use crate::snapshot::{Snapshot, names};
 
-/// Clock ticks per second in `/proc/<pid>/stat`: USER_HZ, which Linux fixes at 100 on every
-/// architecture it exports to user space.
-const TICKS_PER_SECOND: f64 = 100.0;
-
 /// Reads the current process; CPU use is measured between consecutive calls.
 #[derive(Debug)]
 pub struct ProcessCollector {
-    previous: Option<(Instant, u64)>,
+    previous: Option<(Instant, f64)>,
     memory_limit: Option<u64>,
 }
 
@@ -30,15 +26,15 @@ impl ProcessCollector {
     /// Adds the process figures to `snapshot`.
     pub fn collect(&mut self, snapshot: &mut Snapshot) {
         let now = Instant::now();
-        if let Some(ticks) = cpu_ticks() {
+        if let Some(cpu) = cpu_seconds() {
             if let Some((then, before)) = self.previous {
                 let seconds = now.duration_since(then).as_secs_f64();
                 if seconds > 0.0 {
-                    let used = ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND;
+                    let used = (cpu - before).max(0.0);
                     snapshot.set(names::CPU_USAGE_PERCENT, 100.0 * used / seconds);
                 }
             }
-            self.previous = Some((now, ticks));
+            self.previous = Some((now, cpu));
         }
         if let Some(status) = read("/proc/self/status") {
             if let Some(resident) = status_field(&status, "VmRSS:") {
@@ -65,16 +61,18 @@ fn read(path: &str) -> Option<String> {
     fs::read_to_string(path).ok()
 }
 
-/// utime + stime of `/proc/self/stat`. The command name (field 2) may contain spaces and
-/// parentheses, so fields are counted from the last `)`.
-fn cpu_ticks() -> Option<u64> {
-    let stat = read("/proc/self/stat")?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+/// The CPU time every thread of the process has used, to the nanosecond. (`/proc/self/stat`
+/// counts in 10 ms ticks: two snapshots a few milliseconds apart, as an on-demand one right
+/// after a scheduled one, read one tick as several cores busy.)
+#[cfg(unix)]
+fn cpu_seconds() -> Option<f64> {
+    let used = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Some(used.tv_sec as f64 + used.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(not(unix))]
+fn cpu_seconds() -> Option<f64> {
+    None
 }
 
 fn status_field(status: &str, field: &str) -> Option<u64> {
@@ -94,4 +92,38 @@ fn detect_memory_limit() -> Option<u64> {
             .and_then(|info| status_field(&info, "MemTotal:"))
             .map(|kib| kib * 1024)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    /// Snapshots milliseconds apart, around one thread kept busy: each reads about one core,
+    /// never more cores than the machine has, and not zero.
+    #[cfg(unix)]
+    #[test]
+    fn cpu_use_between_close_snapshots_is_what_was_used() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let mut collector = ProcessCollector::new(None);
+        collector.collect(&mut Snapshot::at(SystemTime::now()));
+        let mut readings = Vec::new();
+        for _ in 0..20 {
+            let spin = Instant::now();
+            while spin.elapsed() < Duration::from_millis(3) {
+                std::hint::spin_loop();
+            }
+            let mut snapshot = Snapshot::at(SystemTime::now());
+            collector.collect(&mut snapshot);
+            readings.push(snapshot.get(names::CPU_USAGE_PERCENT).expect("a reading"));
+        }
+        readings.sort_by(f64::total_cmp);
+        assert!(
+            readings[readings.len() - 1] <= 100.0 * cores * 1.05,
+            "{readings:?} on {cores} cores"
+        );
+        // A busy thread on a machine shared with other tests: at least a third of a core.
+        assert!(readings[readings.len() / 2] > 33.0, "{readings:?}");
+    }
 }
