@@ -195,7 +195,7 @@ fn stale_stand_in(
     let variant = key::variant(&miss.primary, &vary, &miss.request_headers);
     let stored = shared
         .store
-        .get_stale(&variant)
+        .get_stale(&*variant)
         .filter(|stored| stored.serves(miss.scope))?;
     let now = shared.clock.now_nanos();
     Some(stored.answer(&miss.request_headers, miss.head_only, Outcome::Stale, now))
@@ -239,20 +239,20 @@ fn finish(
     );
     let vary = key::vary_names(&parts.headers);
     if let (true, true, Some(ttl), Some(vary)) = (complete, miss.store, ttl, vary) {
-        let variant = key::variant(&miss.primary, &vary, &miss.request_headers);
+        let variant = key::variant(&miss.primary, &vary, &miss.request_headers).into_owned();
         shared.vary.insert_with(
             miss.primary,
             Arc::from(vary),
             ttl.max(shared.vary.config().ttl),
             &[],
         );
-        let stored = Stored {
-            status: parts.status,
-            headers: parts.headers.clone(),
-            body: data.clone(),
-            stored_at: shared.clock.now_nanos(),
-            answers_credentials: answers_credentials(&parts.headers),
-        };
+        let stored = Stored::new(
+            parts.status,
+            &parts.headers,
+            data.clone(),
+            shared.clock.now_nanos(),
+            answers_credentials(&parts.headers),
+        );
         shared
             .store
             .insert_with(variant, Arc::new(stored), ttl, &[&miss.path]);

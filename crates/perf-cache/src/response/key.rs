@@ -1,5 +1,7 @@
 //! Cache keys: the resource, then the variant the `Vary` headers select.
 
+use std::borrow::Cow;
+
 use http::header::{ACCEPT_ENCODING, HOST, HeaderName};
 use http::{HeaderMap, Uri};
 
@@ -44,8 +46,16 @@ pub(crate) fn primary(uri: &Uri, headers: &HeaderMap, extra: Option<&str>) -> St
 
 /// The variant: the primary key plus the request's value of each header the stored response
 /// varies on. `Accept-Encoding` is normalised (lower case, tokens sorted, q-values kept), so
-/// `gzip, br` and `br,gzip` share the compressed variant.
-pub(crate) fn variant(primary: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
+/// `gzip, br` and `br,gzip` share the compressed variant. A response that varies on nothing
+/// is its own variant: the primary key, borrowed.
+pub(crate) fn variant<'a>(
+    primary: &'a str,
+    vary: &[HeaderName],
+    headers: &HeaderMap,
+) -> Cow<'a, str> {
+    if vary.is_empty() {
+        return Cow::Borrowed(primary);
+    }
     let mut key = String::with_capacity(primary.len() + 32);
     key.push_str(primary);
     for name in vary {
@@ -75,7 +85,7 @@ pub(crate) fn variant(primary: &str, vary: &[HeaderName], headers: &HeaderMap) -
             key.push_str(values.trim());
         }
     }
-    key
+    Cow::Owned(key)
 }
 
 /// The header names a response varies on; `None` for `Vary: *` (never reusable).
@@ -159,6 +169,12 @@ mod tests {
         };
         assert_eq!(key("gzip, br"), key("BR,gzip"));
         assert_ne!(key("gzip"), key("br"));
+    }
+
+    #[test]
+    fn a_response_varying_on_nothing_is_looked_up_by_its_primary_key_without_a_copy() {
+        let variant = variant("/s", &[], &host("a.example"));
+        assert!(matches!(variant, Cow::Borrowed("/s")), "{variant:?}");
     }
 
     #[test]

@@ -94,7 +94,7 @@ where
                 let variant = key::variant(&primary, &vary, request.headers());
                 shared
                     .store
-                    .get_uncounted(&variant)
+                    .get_uncounted(&*variant)
                     .filter(|stored| stored.serves(scope))
             });
             shared.store.count_lookup(served.is_some());

@@ -40,6 +40,28 @@ impl Outcome {
 }
 
 impl Stored {
+    /// A response to keep, its headers with room for the ones the layers above add to each
+    /// answer (`Age`, `X-Cache`, rate-limit fields, a request id, security headers...). A
+    /// header map's clone keeps its table's size, so reserving once here spares every answer
+    /// cloned from it growing and rehashing its table.
+    pub(crate) fn new(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+        stored_at: u64,
+        answers_credentials: bool,
+    ) -> Self {
+        let mut headers = headers.clone();
+        headers.reserve(HEADERS_ADDED_ABOVE);
+        Stored {
+            status,
+            headers,
+            body,
+            stored_at,
+            answers_credentials,
+        }
+    }
+
     /// Whether this entry may answer a request of `scope`.
     pub(crate) fn serves(&self, scope: Scope) -> bool {
         scope != Scope::SharedWithCredentials || self.answers_credentials
@@ -57,12 +79,7 @@ impl Stored {
     ) -> (Response<()>, Option<Bytes>) {
         let mut response = Response::new(());
         *response.status_mut() = self.status;
-        let mut headers = self.headers.clone();
-        // A clone is sized to what it holds, so each header the layers above add (`Age`,
-        // `X-Cache`, rate-limit fields, request id, security headers...) would otherwise
-        // grow and rehash the map again; one reservation here sizes it once.
-        headers.reserve(HEADERS_ADDED_ABOVE);
-        *response.headers_mut() = headers;
+        *response.headers_mut() = self.headers.clone();
         let age = now.saturating_sub(self.stored_at) / 1_000_000_000;
         response.headers_mut().insert(AGE, HeaderValue::from(age));
         response.headers_mut().insert(X_CACHE, outcome.header());
@@ -74,7 +91,7 @@ impl Stored {
     }
 }
 
-/// Room reserved for headers added to an answer after the cache: `Age` and `X-Cache` here,
+/// Room kept for headers added to an answer after the cache: `Age` and `X-Cache` here,
 /// and what a usual tower stack adds outside (six rate-limit fields, a request id, two
 /// security headers, `Vary`, `Server-Timing`...).
 const HEADERS_ADDED_ABOVE: usize = 16;
@@ -85,4 +102,25 @@ pub(crate) fn not_modified(mut response: Response<()>) -> Response<()> {
     *response.status_mut() = StatusCode::NOT_MODIFIED;
     response.headers_mut().remove(CONTENT_LENGTH);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_TYPE, ETAG};
+
+    use super::*;
+
+    #[test]
+    fn an_answer_has_room_for_the_headers_added_above_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ETAG, HeaderValue::from_static("\"1\""));
+        let stored = Stored::new(StatusCode::OK, &headers, Bytes::new(), 0, false);
+        let (response, _) = stored.answer(&HeaderMap::new(), false, Outcome::Hit, 0);
+        assert!(
+            response.headers().capacity() >= headers.len() + HEADERS_ADDED_ABOVE,
+            "{} headers of room",
+            response.headers().capacity()
+        );
+    }
 }

@@ -3,9 +3,11 @@
 //! graceful shutdown that stops accepting, lets requests in flight finish within the drain
 //! time, then returns.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,6 +28,29 @@ use crate::config::ServerConfig;
 fn sends_a_body(request: &Request<Incoming>) -> bool {
     use hyper::body::Body as _;
     request.version() <= http::Version::HTTP_11 && !request.body().is_end_stream()
+}
+
+/// Calls a connection's own copy of the stack in place when it is ready (every layer of this
+/// server's stack always is), else a clone of it once ready.
+///
+/// hyper calls a connection's service through `&self`, from that connection's task and one
+/// call at a time, where tower's services take `&mut self` after readiness. The usual bridge,
+/// `service.clone().oneshot(request)`, clones the whole stack for every request: an
+/// allocation for its boxed part and an atomic increment and decrement on each shared part,
+/// whose cache lines then bounce between the cores serving other connections.
+fn call_in_place<S, R>(
+    service: &RefCell<S>,
+    request: R,
+) -> Result<S::Future, tower::util::Oneshot<S, R>>
+where
+    S: Service<R> + Clone,
+{
+    let mut service = service.borrow_mut();
+    match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(())) => Ok(service.call(request)),
+        // Not ready, or failing: the clone polls again, properly, and reports the error.
+        _ => Err(service.clone().oneshot(request)),
+    }
 }
 
 /// Runs the accept loop on `listener` until `shutdown` completes, then drains.
@@ -77,13 +102,16 @@ pub(crate) async fn serve<S>(
             () = shutdown.as_mut() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let service = RefCell::new(service.clone());
         let hyper_service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
             let sent_a_body = sends_a_body(&request);
-            let answer = service.clone().oneshot(request);
+            let answer = call_in_place(&service, request);
             async move {
-                let mut response = answer.await?;
+                let mut response = match answer {
+                    Ok(in_place) => in_place.await?,
+                    Err(cloned) => cloned.await?,
+                };
                 // A refusal (429, 413, 503 on an upload) may come before the body was read;
                 // hyper then closes the connection, and a client reusing it would fail its
                 // next request. Saying so lets it open a new one.
@@ -115,5 +143,77 @@ pub(crate) async fn serve<S>(
         .is_err()
     {
         tracing::warn!("requests still in flight after the drain time; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Answers 200 to everything and counts its clones.
+    #[derive(Debug)]
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Counted(Arc::clone(&self.0))
+        }
+    }
+
+    impl Service<Request<Incoming>> for Counted {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Incoming>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::empty())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_clones_the_stack_once_not_per_request() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = ServerConfig::default();
+        let server = tokio::spawn({
+            let service = Counted(Arc::clone(&clones));
+            async move {
+                serve(listener, service, &config, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            }
+        });
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+        let mut answered = String::new();
+        for n in 1..=5 {
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut buffer = [0u8; 1024];
+            while answered.matches("HTTP/1.1 200").count() < n {
+                let read = stream.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the connection closed: {answered}");
+                answered.push_str(std::str::from_utf8(&buffer[..read]).unwrap());
+            }
+        }
+        assert_eq!(
+            clones.load(Ordering::Relaxed),
+            1,
+            "five requests, one connection"
+        );
+        drop(stream);
+        stop.send(()).unwrap();
+        server.await.unwrap();
     }
 }

@@ -8,8 +8,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Role;
-use crate::http::RequireRole;
 use crate::state::AppState;
 use crate::store::rfc3339;
 
@@ -17,7 +15,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(stats, purge))
         .routes(routes!(warmup))
-        .route_layer(RequireRole(Role::Admin))
 }
 
 /// The response cache's counters.

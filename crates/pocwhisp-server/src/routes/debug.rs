@@ -13,15 +13,13 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Role;
-use crate::http::{ApiError, Query, RequireRole};
+use crate::http::{ApiError, Query};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(profile))
         .routes(routes!(flamegraph))
-        .route_layer(RequireRole(Role::Admin))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,14 +6,10 @@ use http::header::CONTENT_TYPE;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Role;
-use crate::http::RequireRole;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(exposition))
-        .route_layer(RequireRole(Role::Admin))
+    OpenApiRouter::new().routes(routes!(exposition))
 }
 
 /// Prometheus text exposition of every `pocwhisp_` metric.

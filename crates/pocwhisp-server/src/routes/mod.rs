@@ -18,7 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use perf_middleware::timeout::TimeoutLayer;
 
-use crate::http::RouteLabelLayer;
+use crate::config::Role;
+use crate::http::{RequireRole, RouteLabelLayer};
 use crate::state::AppState;
 
 /// The OpenAPI document's frame; the paths come from the routes.
@@ -42,24 +43,29 @@ use crate::state::AppState;
 )]
 pub(crate) struct ApiDoc;
 
-/// Every route family, with the document describing them. Each request gets the deadline
-/// of its family (`server.request_timeout`, longer for CPU profiles, which take as long as
-/// they are asked to), and every response its route template for the metrics and logs.
+/// Every route family, with the document describing them, each behind its guard: the role
+/// it needs, its deadline (`server.request_timeout`, longer for CPU profiles, which take as
+/// long as they are asked to; none for uploads, which take as long as the client sends and
+/// set their own limits), and the route template every response carries for the metrics and
+/// logs.
+///
+/// Each family's guard is one tuple of layers given to `route_layer` once: axum boxes a route
+/// again for each `route_layer` call and clones the boxes on every request, so one call per
+/// family is one box per request instead of three.
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     let config = state.config();
     let deadline = TimeoutLayer::new(config.server.request_timeout);
     let profile_deadline =
         TimeoutLayer::new(perf_profiler::cpu::MAX_DURATION + config.server.request_timeout);
+    let (user, admin) = (RequireRole(Role::User), RequireRole(Role::Admin));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        // Uploads take as long as the client sends; the routes set their own limits.
-        .merge(transcribe::router(state))
-        .merge(openai::router(state))
-        .merge(dashboard::router().route_layer(deadline))
-        .merge(health::router().route_layer(deadline))
-        .merge(performance::router().route_layer(deadline))
-        .merge(cache::router().route_layer(deadline))
-        .merge(metrics::router().route_layer(deadline))
-        .merge(openapi::router().route_layer(deadline))
-        .merge(debug::router().route_layer(profile_deadline))
-        .route_layer(RouteLabelLayer)
+        .merge(transcribe::router(state).route_layer((RouteLabelLayer, user)))
+        .merge(openai::router(state).route_layer((RouteLabelLayer, user)))
+        .merge(dashboard::router().route_layer((RouteLabelLayer, deadline)))
+        .merge(health::router().route_layer((RouteLabelLayer, deadline)))
+        .merge(performance::router().route_layer((RouteLabelLayer, deadline, admin)))
+        .merge(cache::router().route_layer((RouteLabelLayer, deadline, admin)))
+        .merge(metrics::router().route_layer((RouteLabelLayer, deadline, admin)))
+        .merge(openapi::router().route_layer((RouteLabelLayer, deadline)))
+        .merge(debug::router().route_layer((RouteLabelLayer, profile_deadline, admin)))
 }
