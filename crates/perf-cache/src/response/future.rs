@@ -246,13 +246,13 @@ fn finish(
             ttl.max(shared.vary.config().ttl),
             &[],
         );
-        let stored = Stored::new(
-            parts.status,
-            &parts.headers,
-            data.clone(),
-            shared.clock.now_nanos(),
-            answers_credentials(&parts.headers),
-        );
+        let stored = Stored {
+            status: parts.status,
+            headers: parts.headers.clone(),
+            body: data.clone(),
+            stored_at: shared.clock.now_nanos(),
+            answers_credentials: answers_credentials(&parts.headers),
+        };
         shared
             .store
             .insert_with(variant, Arc::new(stored), ttl, &[&miss.path]);

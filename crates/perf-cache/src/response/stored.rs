@@ -40,28 +40,6 @@ impl Outcome {
 }
 
 impl Stored {
-    /// A response to keep, its headers with room for the ones the layers above add to each
-    /// answer (`Age`, `X-Cache`, rate-limit fields, a request id, security headers...). A
-    /// header map's clone keeps its table's size, so reserving once here spares every answer
-    /// cloned from it growing and rehashing its table.
-    pub(crate) fn new(
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: Bytes,
-        stored_at: u64,
-        answers_credentials: bool,
-    ) -> Self {
-        let mut headers = headers.clone();
-        headers.reserve(HEADERS_ADDED_ABOVE);
-        Stored {
-            status,
-            headers,
-            body,
-            stored_at,
-            answers_credentials,
-        }
-    }
-
     /// Whether this entry may answer a request of `scope`.
     pub(crate) fn serves(&self, scope: Scope) -> bool {
         scope != Scope::SharedWithCredentials || self.answers_credentials
@@ -79,7 +57,12 @@ impl Stored {
     ) -> (Response<()>, Option<Bytes>) {
         let mut response = Response::new(());
         *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers.clone();
+        let mut headers = self.headers.clone();
+        // A clone is sized to what it holds, so each header the layers above add (`Age`,
+        // `X-Cache`, rate-limit fields, request id, security headers...) would otherwise
+        // grow and rehash the map again; one reservation here sizes it once.
+        headers.reserve(HEADERS_ADDED_ABOVE);
+        *response.headers_mut() = headers;
         let age = now.saturating_sub(self.stored_at) / 1_000_000_000;
         response.headers_mut().insert(AGE, HeaderValue::from(age));
         response.headers_mut().insert(X_CACHE, outcome.header());
@@ -91,7 +74,7 @@ impl Stored {
     }
 }
 
-/// Room kept for headers added to an answer after the cache: `Age` and `X-Cache` here,
+/// Room reserved for headers added to an answer after the cache: `Age` and `X-Cache` here,
 /// and what a usual tower stack adds outside (six rate-limit fields, a request id, two
 /// security headers, `Vary`, `Server-Timing`...).
 const HEADERS_ADDED_ABOVE: usize = 16;
@@ -115,7 +98,13 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ETAG, HeaderValue::from_static("\"1\""));
-        let stored = Stored::new(StatusCode::OK, &headers, Bytes::new(), 0, false);
+        let stored = Stored {
+            status: StatusCode::OK,
+            headers: headers.clone(),
+            body: Bytes::new(),
+            stored_at: 0,
+            answers_credentials: false,
+        };
         let (response, _) = stored.answer(&HeaderMap::new(), false, Outcome::Hit, 0);
         assert!(
             response.headers().capacity() >= headers.len() + HEADERS_ADDED_ABOVE,
