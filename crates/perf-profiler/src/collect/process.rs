@@ -75,7 +75,7 @@ fn cpu_seconds() -> Option<f64> {
     // SAFETY: `used` is a live, writable timespec for the call's duration, and the clock id
     // is one the C library defines; nothing else is read or written.
     let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut used) };
-    (status == 0).then(|| used.tv_sec as f64 + used.tv_nsec as f64 * 1e-9)
+    (status == 0).then_some(used.tv_sec as f64 + used.tv_nsec as f64 * 1e-9)
 }
 
 #[cfg(not(unix))]
