@@ -2,13 +2,14 @@
 //! and log layers outside the router, which only see raw paths.
 //!
 //! The template comes from axum's `MatchedPath`, interned once per route as a `&'static str`:
-//! a route is labelled without an allocation.
+//! a route is labelled without an allocation, and after its first request without a lookup
+//! (each route's service remembers its template, recognised by the address of axum's copy).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll, ready};
 
 use axum::extract::MatchedPath;
@@ -38,7 +39,10 @@ impl<S> Layer<S> for RouteLabelLayer {
     type Service = RouteLabel<S>;
 
     fn layer(&self, inner: S) -> RouteLabel<S> {
-        RouteLabel { inner }
+        RouteLabel {
+            inner,
+            remembered: Arc::default(),
+        }
     }
 }
 
@@ -46,6 +50,25 @@ impl<S> Layer<S> for RouteLabelLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct RouteLabel<S> {
     inner: S,
+    /// The template this route's requests carry, with the address of axum's copy of it.
+    /// axum clones a route's service for every request, so the clones share this.
+    remembered: Arc<OnceLock<(usize, &'static str)>>,
+}
+
+impl<S> RouteLabel<S> {
+    /// The interned template of `path`: the remembered one when `path` is axum's copy of
+    /// it (one per route, so one pointer comparison), else through the intern table.
+    fn template(&self, path: &MatchedPath) -> &'static str {
+        let address = path.as_str().as_ptr() as usize;
+        match self.remembered.get() {
+            Some(&(remembered, template)) if remembered == address => template,
+            _ => {
+                let template = intern(path.as_str());
+                let _ = self.remembered.set((address, template));
+                template
+            }
+        }
+    }
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for RouteLabel<S>
@@ -64,7 +87,7 @@ where
         let template = request
             .extensions()
             .get::<MatchedPath>()
-            .map(|path| intern(path.as_str()));
+            .map(|path| self.template(path));
         LabelFuture {
             inner: self.inner.call(request),
             template,
@@ -96,5 +119,34 @@ where
                 .insert(RouteTemplate(Cow::Borrowed(template)));
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn each_route_keeps_its_own_template_request_after_request() {
+        let router = Router::new()
+            .route("/a/{id}", get(|| async { "a" }))
+            .route("/b", get(|| async { "b" }))
+            .route_layer(RouteLabelLayer);
+        for path in ["/a/1", "/b", "/a/2", "/b", "/a/3"] {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let label = response.extensions().get::<RouteTemplate>().unwrap();
+            let wanted = if path.starts_with("/a/") {
+                "/a/{id}"
+            } else {
+                "/b"
+            };
+            assert_eq!(label.0, wanted, "{path}");
+        }
     }
 }

@@ -100,6 +100,14 @@ where
         let result = ready!(this.inner.poll(cx));
         if let Ok(response) = &result {
             let latency = this.started.elapsed();
+            let cause = response.extensions().get::<ErrorCause>();
+            let warn =
+                cause.is_some() || response.status().is_server_error() || latency >= *this.slow;
+            // Most requests log nothing (debug is off in production): their route and id are
+            // not looked up.
+            if !warn && !tracing::enabled!(tracing::Level::DEBUG) {
+                return Poll::Ready(result);
+            }
             let status = response.status().as_u16();
             let route = response
                 .extensions()
@@ -113,9 +121,9 @@ where
             this.span.record("request_id", request_id);
             let _entered = this.span.enter();
             let millis = latency.as_secs_f64() * 1000.0;
-            if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+            if let Some(ErrorCause(cause)) = cause {
                 tracing::warn!(request_id, route, status, latency_ms = millis, error.cause = %cause, "request failed");
-            } else if response.status().is_server_error() || latency >= *this.slow {
+            } else if warn {
                 tracing::warn!(
                     request_id,
                     route,
