@@ -8,16 +8,6 @@ use crate::database::{Pair, all_completed, session_id, upload_async};
 use crate::helpers::{ADMIN, JsonReply, OTHER_USER, USER};
 use test_support::redis::{PrivateRedis, shared_url, unique_prefix};
 
-/// A client that opens a connection per request. An upload refused before its body was read
-/// (429) leaves a connection the server closes, and a next request that races that close fails
-/// in the client, which says nothing about what these tests check.
-fn client_without_reuse() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
-
 async fn cache_figures(client: &reqwest::Client, base: &str) -> serde_json::Value {
     client
         .get(format!("{base}/api/v1/cache/stats"))
@@ -43,13 +33,13 @@ async fn two_instances_share_the_quota_the_cached_sessions_and_their_deletion() 
     let url = shared_url();
     let tokens = format!("{USER},{OTHER_USER}");
     let Pair {
+        client,
         scratch,
         first: (_first, one),
         second: (_second, two),
         // Bound, not `..`: dropping them would drop the schema and the audio directory.
         schema: _schema,
         data: _data,
-        ..
     } = Pair::start_with(
         "redis_pair",
         &[
@@ -60,7 +50,6 @@ async fn two_instances_share_the_quota_the_cached_sessions_and_their_deletion() 
         ],
     )
     .await;
-    let client = client_without_reuse();
 
     // Three uploads an hour for this caller, wherever they land.
     let mut statuses = Vec::new();
@@ -143,12 +132,12 @@ async fn redis_stopping_and_starting_again_mid_run_degrades_then_heals() {
     let url = redis.url();
     let prefix = unique_prefix("outage");
     let Pair {
+        client,
         scratch,
         first: (_first, one),
         second: (_second, _two),
         schema: _schema,
         data: _data,
-        ..
     } = Pair::start_with(
         "redis_outage",
         &[
@@ -162,7 +151,6 @@ async fn redis_stopping_and_starting_again_mid_run_degrades_then_heals() {
         ],
     )
     .await;
-    let client = client_without_reuse();
     let (status, component) = redis_health(&client, &one).await;
     assert_eq!(
         (status, component["status"].as_str()),
