@@ -1,7 +1,8 @@
 //! GCRA (the generic cell rate algorithm): a token bucket kept as one number per key, the
 //! theoretical arrival time (TAT) of the next request, updated with one compare-and-swap.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::time::Duration;
 
 use super::Quota;
@@ -70,19 +71,28 @@ impl Decision {
     }
 }
 
-/// Takes one token from the bucket whose TAT is `tat`, at time `now` (nanoseconds).
+/// Takes one token from the bucket whose TAT is `tat`, at the time `clock` reads (in
+/// nanoseconds).
+///
+/// The clock is read after the TAT, and again whenever another request changed the TAT
+/// first: a time read before the TAT it is compared with may be older than the time of the
+/// request that set it (this thread was descheduled in between), which would make a client
+/// well within its quota look a whole scheduling delay ahead of it, and be refused.
 #[inline]
-pub(crate) fn check(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
+pub(crate) fn check(tat: &AtomicU64, quota: &Quota, clock: impl Fn() -> u64) -> Decision {
     let tolerance = quota.tolerance_ns();
-    let mut current = tat.load(Relaxed);
+    // Acquire pairs with the exchange's release: the time of the request that set the TAT
+    // was read before this thread's.
+    let mut current = tat.load(Acquire);
     loop {
+        let now = clock();
         let start = current.max(now);
         let next = start.saturating_add(quota.interval_ns);
         let ahead = next - now;
         if ahead > tolerance {
             return Decision::refused(quota, start - now, ahead - tolerance);
         }
-        match tat.compare_exchange_weak(current, next, Relaxed, Relaxed) {
+        match tat.compare_exchange_weak(current, next, AcqRel, Acquire) {
             Ok(_) => return Decision::allowed(quota, ahead),
             Err(actual) => current = actual,
         }
@@ -98,6 +108,8 @@ pub(crate) fn is_replenished(tat: u64, now: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
     use super::*;
 
     const SECOND: u64 = 1_000_000_000;
@@ -108,16 +120,16 @@ mod tests {
         let tat = AtomicU64::new(0);
         let now = 5 * SECOND;
         let remaining: Vec<u32> = (0..3)
-            .map(|_| check(&tat, &quota, now).remaining())
+            .map(|_| check(&tat, &quota, || now).remaining())
             .collect();
         assert_eq!(remaining, [2, 1, 0]);
-        let rejected = check(&tat, &quota, now);
+        let rejected = check(&tat, &quota, || now);
         assert!(!rejected.is_allowed());
         assert_eq!(rejected.retry_after(), Duration::from_millis(100));
         assert_eq!(rejected.reset(), Duration::from_millis(300));
         // 100 ms later exactly one more token is there.
-        assert!(check(&tat, &quota, now + SECOND / 10).is_allowed());
-        assert!(!check(&tat, &quota, now + SECOND / 10).is_allowed());
+        assert!(check(&tat, &quota, || now + SECOND / 10).is_allowed());
+        assert!(!check(&tat, &quota, || now + SECOND / 10).is_allowed());
     }
 
     #[test]
@@ -125,10 +137,40 @@ mod tests {
         let quota = Quota::per_second(1).burst(2);
         let tat = AtomicU64::new(0);
         let now = 3600 * SECOND;
-        assert!(check(&tat, &quota, now).is_allowed());
-        assert!(check(&tat, &quota, now).is_allowed());
-        assert!(!check(&tat, &quota, now).is_allowed());
+        assert!(check(&tat, &quota, || now).is_allowed());
+        assert!(check(&tat, &quota, || now).is_allowed());
+        assert!(!check(&tat, &quota, || now).is_allowed());
         assert!(is_replenished(tat.load(Relaxed), now + 2 * SECOND));
         assert!(!is_replenished(tat.load(Relaxed), now + SECOND));
+    }
+
+    #[test]
+    fn a_request_delayed_after_reading_the_clock_is_judged_at_the_time_it_takes_its_token() {
+        // 1 000 per second with a burst of 4: a tolerance of 4 ms. Between this request's
+        // first clock reading and its exchange, another request (the clock's own, standing
+        // for a thread that ran while this one was descheduled) takes a token 10 ms later.
+        // Judged at its first reading, this request would look 10 ms ahead of its quota
+        // and be refused; it is judged again at a fresh reading, and admitted.
+        let quota = Quota::per_second(1000).burst(4);
+        let tat = AtomicU64::new(0);
+        let start = 5 * SECOND;
+        let later = start + 10 * SECOND / 1000;
+        let readings = std::cell::Cell::new(0);
+        let decision = check(&tat, &quota, || {
+            readings.set(readings.get() + 1);
+            if readings.get() == 1 {
+                assert!(check(&tat, &quota, || later).is_allowed());
+                start
+            } else {
+                later
+            }
+        });
+        assert!(decision.is_allowed(), "{decision:?}");
+        assert_eq!(
+            decision.remaining(),
+            2,
+            "two tokens taken at the later time"
+        );
+        assert_eq!(readings.get(), 2);
     }
 }

@@ -156,7 +156,7 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
     #[inline]
     pub fn check(&self, key: &K) -> Decision {
         let inner = &*self.inner;
-        let now = inner.clock.now_nanos();
+        let now = || inner.clock.now_nanos();
         let quota = self.quota_for(key);
         let decision = match &inner.state {
             State::Global(tat) => gcra::check(tat, quota, now),

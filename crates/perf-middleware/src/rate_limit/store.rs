@@ -46,7 +46,12 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
 
     /// Runs `f` on the TAT of `key`, creating it (as a full bucket) if needed.
     #[inline]
-    pub(crate) fn with_tat<R>(&self, key: &K, now: u64, f: impl Fn(&AtomicU64) -> R) -> R {
+    pub(crate) fn with_tat<R>(
+        &self,
+        key: &K,
+        now: impl Fn() -> u64,
+        f: impl Fn(&AtomicU64) -> R,
+    ) -> R {
         // The high bits pick the shard; the map uses the hash's low bits, so the two stay
         // independent.
         let hash = self.hasher.hash_one(key);
@@ -56,7 +61,7 @@ impl<K: Hash + Eq + Clone> KeyedStore<K> {
         }
         let mut map = write(shard);
         if !map.contains_key(key) && map.len() >= self.shard_capacity {
-            make_room(&mut map, now);
+            make_room(&mut map, now());
         }
         f(map.entry(key.clone()).or_insert_with(|| AtomicU64::new(0)))
     }
@@ -111,7 +116,7 @@ mod tests {
         let store = KeyedStore::<u32>::new(SHARDS);
         // Fill one shard's worth of keys with future TATs (throttled), at time 0.
         for key in 0..10_000 {
-            store.with_tat(&key, 0, |tat| tat.store(100, Relaxed));
+            store.with_tat(&key, || 0, |tat| tat.store(100, Relaxed));
         }
         assert!(store.len() <= SHARDS, "bounded: {}", store.len());
         // At time 200 every held key has refilled and the next inserts displace them.
@@ -141,8 +146,8 @@ mod tests {
     #[test]
     fn a_throttled_key_keeps_its_state() {
         let store = KeyedStore::<&str>::new(1_000);
-        store.with_tat(&"a", 0, |tat| tat.store(500, Relaxed));
-        assert_eq!(store.with_tat(&"a", 10, |tat| tat.load(Relaxed)), 500);
+        store.with_tat(&"a", || 0, |tat| tat.store(500, Relaxed));
+        assert_eq!(store.with_tat(&"a", || 10, |tat| tat.load(Relaxed)), 500);
         store.sweep(400);
         assert_eq!(store.len(), 1);
         store.sweep(500);
