@@ -1,6 +1,7 @@
 //! The response-cache layer: what is stored, how variants are told apart, validators,
 //! lifetimes (on tokio's paused clock), invalidation and stale answers.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -210,7 +211,7 @@ async fn keyed_per_user_private_responses_are_cached_per_user() {
             head.headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+                .map(Cow::Borrowed)
         })
         .build()
         .unwrap();
@@ -455,7 +456,7 @@ async fn a_request_the_key_function_does_not_key_uses_shared_rules() {
             head.headers
                 .get("x-user")
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+                .map(Cow::Borrowed)
         })
         .build()
         .unwrap();

@@ -2,6 +2,7 @@
 //! configuration asks for and binds the listener (port 0 works); `run_until_stopped` serves
 //! until the shutdown future completes, then drains.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -125,7 +126,7 @@ impl Application {
             .key_fn(|head| {
                 head.extensions
                     .get::<Principal>()
-                    .map(|principal| principal.identity.to_string())
+                    .map(|principal| Cow::Borrowed(&*principal.identity))
             })
             .build()
             .map_err(invalid)?;

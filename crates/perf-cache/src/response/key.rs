@@ -1,6 +1,7 @@
 //! Cache keys: the resource, then the variant the `Vary` headers select.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use http::header::{ACCEPT_ENCODING, HOST, HeaderName};
 use http::{HeaderMap, Uri};
@@ -13,33 +14,33 @@ use http::{HeaderMap, Uri};
 /// so no host, path or query can be written to look like another's key; the extra key,
 /// which the application chooses, goes last with its length in front.
 pub(crate) fn primary(uri: &Uri, headers: &HeaderMap, extra: Option<&str>) -> String {
-    let mut pairs: Vec<&str> = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .collect();
+    let query = uri.query().unwrap_or_default();
+    let mut pairs: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty()).collect();
     pairs.sort_unstable();
     let host = uri
         .authority()
         .map(|authority| authority.as_str())
         .or_else(|| headers.get(HOST).and_then(|value| value.to_str().ok()))
         .unwrap_or_default();
-    let mut key = String::with_capacity(host.len() + uri.path().len() + 40);
+    // Room for every part, so the key is allocated once: the extra key comes with a newline,
+    // its length (at most 20 digits) and a colon.
+    let extra_room = extra.map_or(0, |extra| extra.len() + 22);
+    let mut key =
+        String::with_capacity(8 + host.len() + uri.path().len() + 1 + query.len() + extra_room);
     key.push_str(uri.scheme_str().unwrap_or("-"));
     key.push('\n');
-    key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    let host_start = key.len();
+    key.push_str(host);
+    key[host_start..].make_ascii_lowercase();
     key.push('\n');
     key.push_str(uri.path());
-    if !pairs.is_empty() {
-        key.push('?');
-        key.push_str(&pairs.join("&"));
+    for (index, pair) in pairs.iter().enumerate() {
+        key.push(if index == 0 { '?' } else { '&' });
+        key.push_str(pair);
     }
     if let Some(extra) = extra {
-        key.push('\n');
-        key.push_str(&extra.len().to_string());
-        key.push(':');
-        key.push_str(extra);
+        // Writing to a String cannot fail.
+        let _ = write!(key, "\n{}:{extra}", extra.len());
     }
     key
 }
@@ -129,6 +130,16 @@ mod tests {
             a,
             primary(&"/s?b=2&a=1".parse().unwrap(), &none, Some("user-7"))
         );
+    }
+
+    #[test]
+    fn a_key_spells_out_each_part_on_its_own_line() {
+        let key = primary(
+            &"/s?b=2&a=1".parse().unwrap(),
+            &host("A.Example"),
+            Some("user-7"),
+        );
+        assert_eq!(key, "-\na.example\n/s?a=1&b=2\n6:user-7");
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::ttl::{CacheStats, TtlCache};
 
 pub use perf_core::RequestHead;
 
-type KeyFn = Arc<dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync>;
+type KeyFn = Arc<dyn for<'a> Fn(&RequestHead<'a>) -> Option<Cow<'a, str>> + Send + Sync>;
 type BypassFn = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 
 /// Caches GET responses; see the [module docs](super). Clones share the cache.
@@ -100,9 +101,12 @@ impl ResponseCacheBuilder {
     /// or tenant id), so each has its own entries, where `Cache-Control: private` responses
     /// and answers to credentials are stored too. Requests for which it returns `None` use
     /// the shared entries, with a shared cache's rules.
+    ///
+    /// The key may borrow from the request (an identity an authentication layer put in the
+    /// extensions, say), so looking an entry up copies nothing per request.
     pub fn key_fn<F>(mut self, key: F) -> Self
     where
-        F: Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+        F: for<'a> Fn(&RequestHead<'a>) -> Option<Cow<'a, str>> + Send + Sync + 'static,
     {
         self.key = Some(Arc::new(key));
         self
