@@ -2,18 +2,22 @@
 //! with the same JSON bytes (a cached `GET /api/v1/transcribe/{id}`, saved to a file):
 //!
 //! * `bare`: hyper 1.x and hyper-util's auto connection builder, nothing else: the floor.
+//! * `headers`: the same, answering with the response headers PocWhisp sends as well (read
+//!   from a second file of `name: value` lines): the floor of any server that sends them,
+//!   since hyper writes each one whoever adds it.
 //! * `axum`: the same route built the usual way: axum, tower-http's compression, request
 //!   id, timeout and trace layers, and tower_governor's rate limiter.
 //!
 //! `cargo run --release -p pocwhisp-benches --example http_baselines -- bare|axum BODY_FILE`
-//! prints `listening on http://ADDRESS` and serves until killed.
+//! (or `headers BODY_FILE HEADERS_FILE`) prints `listening on http://ADDRESS` and serves until killed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header::CONTENT_TYPE};
+use http::header::{CONTENT_TYPE, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -23,35 +27,45 @@ use tokio::net::TcpListener;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
-    let body = Bytes::from(
-        std::fs::read(
-            args.next()
-                .expect("usage: http_baselines bare|axum BODY_FILE"),
-        )
-        .expect("the body file"),
-    );
+    let usage = "usage: http_baselines bare|axum BODY_FILE, or headers BODY_FILE HEADERS_FILE";
+    let body = Bytes::from(std::fs::read(args.next().expect(usage)).expect("the body file"));
+    let mut headers = HeaderMap::new();
+    if mode == "headers" {
+        let lines = std::fs::read_to_string(args.next().expect(usage)).expect("the headers file");
+        for line in lines.lines().filter(|line| !line.trim().is_empty()) {
+            let (name, value) = line.split_once(':').expect("a `name: value` line");
+            headers.append(
+                HeaderName::try_from(name.trim()).expect("a header name"),
+                HeaderValue::try_from(value.trim()).expect("a header value"),
+            );
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("listening on http://{}", listener.local_addr().unwrap());
     match mode.as_str() {
-        "bare" => bare(listener, body).await,
+        "bare" | "headers" => bare(listener, body, headers).await,
         "axum" => axum_stack(listener, body).await,
-        other => panic!("mode `{other}`: bare or axum"),
+        other => panic!("mode `{other}`: bare, headers or axum"),
     }
 }
 
 /// hyper alone: every connection served by the auto (HTTP/1 and h2c) builder, every request
-/// answered with the body.
-async fn bare(listener: TcpListener, body: Bytes) {
+/// answered with the body, `headers` and its content type.
+async fn bare(listener: TcpListener, body: Bytes, headers: HeaderMap) {
     let content_type = HeaderValue::from_static("application/json");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (body, content_type) = (body.clone(), content_type.clone());
+        let (body, headers, content_type) = (body.clone(), headers.clone(), content_type.clone());
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |_request: Request<hyper::body::Incoming>| {
                     let mut response = Response::new(Full::new(body.clone()));
+                    // PocWhisp's headers as a prepared copy: the cheapest way to have them.
+                    if !headers.is_empty() {
+                        *response.headers_mut() = headers.clone();
+                    }
                     response
                         .headers_mut()
                         .insert(CONTENT_TYPE, content_type.clone());
