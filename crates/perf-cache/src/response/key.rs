@@ -22,12 +22,14 @@ pub(crate) fn primary(uri: &Uri, headers: &HeaderMap, extra: Option<&str>) -> St
         .map(|authority| authority.as_str())
         .or_else(|| headers.get(HOST).and_then(|value| value.to_str().ok()))
         .unwrap_or_default();
-    // Room for every part, so the key is allocated once: the extra key comes with a newline,
-    // its length (at most 20 digits) and a colon.
-    let extra_room = extra.map_or(0, |extra| extra.len() + 22);
-    let mut key =
-        String::with_capacity(8 + host.len() + uri.path().len() + 1 + query.len() + extra_room);
-    key.push_str(uri.scheme_str().unwrap_or("-"));
+    let scheme = uri.scheme_str().unwrap_or("-");
+    // Room for every part and its separator, so the key is allocated once; the extra key's
+    // length takes at most 20 digits.
+    let extra_room = extra.map_or(0, |extra| 1 + 20 + 1 + extra.len());
+    let mut key = String::with_capacity(
+        scheme.len() + 1 + host.len() + 1 + uri.path().len() + 1 + query.len() + extra_room,
+    );
+    key.push_str(scheme);
     key.push('\n');
     let host_start = key.len();
     key.push_str(host);

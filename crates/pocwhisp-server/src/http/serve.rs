@@ -154,14 +154,30 @@ mod tests {
 
     use super::*;
 
-    /// Answers 200 to everything and counts its clones.
+    /// Answers 200 to everything and counts its clones; not ready for its first
+    /// `not_ready` polls (waking the caller, as a service that will be ready soon does).
     #[derive(Debug)]
-    struct Counted(Arc<AtomicUsize>);
+    struct Counted {
+        clones: Arc<AtomicUsize>,
+        not_ready: Arc<AtomicUsize>,
+    }
+
+    impl Counted {
+        fn new(clones: &Arc<AtomicUsize>, not_ready: usize) -> Self {
+            Counted {
+                clones: Arc::clone(clones),
+                not_ready: Arc::new(AtomicUsize::new(not_ready)),
+            }
+        }
+    }
 
     impl Clone for Counted {
         fn clone(&self) -> Self {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Counted(Arc::clone(&self.0))
+            self.clones.fetch_add(1, Ordering::Relaxed);
+            Counted {
+                clones: Arc::clone(&self.clones),
+                not_ready: Arc::clone(&self.not_ready),
+            }
         }
     }
 
@@ -170,7 +186,13 @@ mod tests {
         type Error = Infallible;
         type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
 
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            let not_ready = self.not_ready.load(Ordering::Relaxed);
+            if not_ready > 0 {
+                self.not_ready.store(not_ready - 1, Ordering::Relaxed);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             Poll::Ready(Ok(()))
         }
 
@@ -179,26 +201,23 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_connection_clones_the_stack_once_not_per_request() {
-        let clones = Arc::new(AtomicUsize::new(0));
+    /// Serves `service` and sends `requests` GETs on one connection; returns how many 200s
+    /// came back.
+    async fn answers_on_one_connection(service: Counted, requests: usize) -> usize {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = ServerConfig::default();
-        let server = tokio::spawn({
-            let service = Counted(Arc::clone(&clones));
-            async move {
-                serve(listener, service, &config, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            }
+        let server = tokio::spawn(async move {
+            serve(listener, service, &config, async {
+                let _ = stopped.await;
+            })
+            .await;
         });
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         let request = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
         let mut answered = String::new();
-        for n in 1..=5 {
+        for n in 1..=requests {
             stream.write_all(request.as_bytes()).await.unwrap();
             let mut buffer = [0u8; 1024];
             while answered.matches("HTTP/1.1 200").count() < n {
@@ -207,13 +226,42 @@ mod tests {
                 answered.push_str(std::str::from_utf8(&buffer[..read]).unwrap());
             }
         }
+        drop(stream);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        answered.matches("HTTP/1.1 200").count()
+    }
+
+    #[tokio::test]
+    async fn a_connection_clones_the_stack_once_not_per_request() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        assert_eq!(
+            answers_on_one_connection(Counted::new(&clones, 0), 5).await,
+            5
+        );
         assert_eq!(
             clones.load(Ordering::Relaxed),
             1,
             "five requests, one connection"
         );
-        drop(stream);
-        stop.send(()).unwrap();
-        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stack_not_ready_in_place_answers_through_a_clone_polled_until_ready() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        // Not ready for the poll in place and for the clone's first poll. Bounded: a request
+        // left waiting on the in-place poll's no-op waker would never be answered.
+        let answered = tokio::time::timeout(
+            Duration::from_secs(10),
+            answers_on_one_connection(Counted::new(&clones, 2), 2),
+        )
+        .await
+        .expect("both requests answered");
+        assert_eq!(answered, 2);
+        assert_eq!(
+            clones.load(Ordering::Relaxed),
+            2,
+            "the connection's copy, and one clone for the request it was not ready for"
+        );
     }
 }
