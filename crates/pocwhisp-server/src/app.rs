@@ -167,14 +167,13 @@ impl Application {
             .build()
             .map_err(invalid)?;
         // Loading the engine reads its models (a second or two): off the runtime's threads.
-        let engine_config = config.engine.clone();
-        let engine =
-            tokio::task::spawn_blocking(move || crate::engine::select(&engine_config, workers))
-                .await
-                .map_err(invalid)?
-                .map_err(|error| {
-                    StartError::Config(format!("engine.kind is sphinx, but {error}"))
-                })?;
+        let (engine_config, models_dir) = (config.engine.clone(), config.models.dir());
+        let engine = tokio::task::spawn_blocking(move || {
+            crate::engine::select(&engine_config, &models_dir, workers)
+        })
+        .await
+        .map_err(invalid)?
+        .map_err(|error| StartError::Config(format!("the speech engine cannot start: {error}")))?;
         let (jobs, engine_problem) = match engine {
             Ok(engine) => {
                 engine.register_pools(&pools);

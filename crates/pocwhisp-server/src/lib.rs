@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod jobs;
 pub mod memory;
+pub mod models;
 pub mod perf;
 mod redis;
 mod routes;

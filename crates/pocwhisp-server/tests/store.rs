@@ -5,9 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use pocwhisp_server::config::{DatabaseConfig, Secret};
+use pocwhisp_server::engine::{DecodeOptions, Task};
 use pocwhisp_server::store::{
-    Delivery, ListQuery, NewSession, PostgresStore, Segment, SessionStatus, SqliteStore, Store,
-    Summary, Transcript,
+    Delivery, ListQuery, NewSession, PostgresStore, ReuseKey, Segment, SessionStatus, SqliteStore,
+    Store, Summary, Transcript,
 };
 use tempfile::TempDir;
 
@@ -64,6 +65,7 @@ fn session(id: &str, owner: &str, sha256: &str, created_secs: u64) -> NewSession
         file_size: 1_234_567,
         callback_url: None,
         priority: 0,
+        options: DecodeOptions::default(),
         created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + created_secs),
     }
 }
@@ -100,7 +102,18 @@ fn transcript(text: &str) -> Transcript {
         }),
         engine: "sphinx".to_owned(),
         model: "en-us".to_owned(),
+        language: Some("en".to_owned()),
         processing_time: 1.25,
+    }
+}
+
+/// The reuse key of audio `sha256` decoded by `engine` with `options`.
+fn key(sha256: &str, engine: &str, options: DecodeOptions) -> ReuseKey {
+    ReuseKey {
+        sha256: sha256.to_owned(),
+        engine: engine.to_owned(),
+        model: "en-us".to_owned(),
+        options,
     }
 }
 
@@ -419,23 +432,28 @@ async fn a_released_job_is_queued_again_without_spending_an_attempt() {
 
 #[tokio::test]
 async fn transcripts_of_the_same_audio_are_found_for_reuse() {
+    let german = DecodeOptions {
+        language: Some("de".to_owned()),
+        ..DecodeOptions::default()
+    };
+    let translated = DecodeOptions {
+        task: Task::Translate,
+        ..DecodeOptions::default()
+    };
     for Backend { store, .. } in backends().await {
         let store = store.as_ref();
-        store
-            .create_session(&session("s", "a", "same", 1))
-            .await
-            .unwrap();
-        assert_eq!(store.transcript_of("same", "sphinx").await.unwrap(), None);
+        let mut asked = session("s", "a", "same", 1);
+        asked.options = german.clone();
+        store.create_session(&asked).await.unwrap();
+        let same = key("same", "sphinx", german.clone());
+        assert_eq!(store.transcript_of(&same).await.unwrap(), None);
         let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(job.session.options, german, "the job decodes as asked");
         store
             .complete_job(job.id, "w", &transcript("words"))
             .await
             .unwrap();
-        let found = store
-            .transcript_of("same", "sphinx")
-            .await
-            .unwrap()
-            .unwrap();
+        let found = store.transcript_of(&same).await.unwrap().unwrap();
         assert_eq!(
             found.segments,
             transcript("words").segments,
@@ -443,12 +461,56 @@ async fn transcripts_of_the_same_audio_are_found_for_reuse() {
             store.backend()
         );
         assert_eq!(found.summary, transcript("words").summary);
+        assert_eq!(found.language.as_deref(), Some("en"));
+        let stored = store.session("s", None).await.unwrap().unwrap().session;
         assert_eq!(
-            store.transcript_of("same", "openai").await.unwrap(),
+            (stored.options, stored.language.as_deref()),
+            (german.clone(), Some("en"))
+        );
+        assert_eq!(
+            store
+                .transcript_of(&key("same", "openai", german.clone()))
+                .await
+                .unwrap(),
             None,
             "per engine"
         );
-        assert_eq!(store.transcript_of("other", "sphinx").await.unwrap(), None);
+        let mut other_model = same.clone();
+        other_model.model = "base".to_owned();
+        assert_eq!(
+            store.transcript_of(&other_model).await.unwrap(),
+            None,
+            "per model"
+        );
+        for options in [DecodeOptions::default(), translated.clone()] {
+            assert_eq!(
+                store
+                    .transcript_of(&key("same", "sphinx", options.clone()))
+                    .await
+                    .unwrap(),
+                None,
+                "per language and task: {options:?}"
+            );
+        }
+        let prompted = DecodeOptions {
+            prompt: Some("Dashwood".to_owned()),
+            ..german.clone()
+        };
+        assert_eq!(
+            store
+                .transcript_of(&key("same", "sphinx", prompted))
+                .await
+                .unwrap(),
+            None,
+            "per prompt"
+        );
+        assert_eq!(
+            store
+                .transcript_of(&key("other", "sphinx", german.clone()))
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(
             store.recent_completed(10).await.unwrap(),
             [("s".to_owned(), "a".to_owned())]

@@ -118,7 +118,7 @@ impl From<figment::Error> for ConfigError {
 
 /// The `POCWHISP_*` variables: the operator names (`POCWHISP_LISTEN`, `POCWHISP_DATA_DIR`,
 /// `POCWHISP_DATABASE_URL`, `POCWHISP_REDIS_URL`, `POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
-/// `POCWHISP_ENGINE`, `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__`
+/// `POCWHISP_ENGINE`, `POCWHISP_MODELS_DIR`, `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__`
 /// between its parts (`POCWHISP_CACHE__TTL=10m`). Any other `POCWHISP_` name is an unknown
 /// key, refused like one in the file.
 fn environment_variables() -> Env {
@@ -133,6 +133,7 @@ fn environment_variables() -> Env {
             "admin_token" => "auth.admin_tokens".to_owned(),
             "api_token" => "auth.api_tokens".to_owned(),
             "engine" => "engine.kind".to_owned(),
+            "models_dir" => "models.dir".to_owned(),
             "log_format" => "log.format".to_owned(),
             other => other.replace("__", "."),
         };

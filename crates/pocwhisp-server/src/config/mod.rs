@@ -81,6 +81,8 @@ pub struct Config {
     pub thresholds: ThresholdsConfig,
     /// The speech engine.
     pub engine: EngineConfig,
+    /// Where the Whisper models are installed.
+    pub models: ModelsConfig,
     /// Upload limits.
     pub audio: AudioConfig,
     /// Transcription jobs.
@@ -141,6 +143,7 @@ impl Config {
             },
             thresholds: ThresholdsConfig::default(),
             engine: EngineConfig::default(),
+            models: ModelsConfig::default(),
             audio: AudioConfig::default(),
             jobs: JobsConfig::default(),
             alerts: AlertsConfig::default(),
@@ -210,6 +213,16 @@ impl Config {
             return invalid("jobs.max_attempts", "at least 1");
         }
         let remote = &self.engine.openai;
+        let whisper = &self.engine.whisper;
+        if crate::models::spec(&whisper.model).is_none() {
+            return invalid(
+                "engine.whisper.model",
+                &format!("a model of the catalog: {}", crate::models::names()),
+            );
+        }
+        if !(1..=16).contains(&whisper.beam_size) || !(1..=16).contains(&whisper.best_of) {
+            return invalid("engine.whisper", "beam_size and best_of from 1 to 16");
+        }
         if self.engine.kind == EngineKind::Openai && remote.endpoints.is_empty() {
             return invalid(
                 "engine.openai.endpoints",
@@ -744,8 +757,13 @@ impl Default for ThresholdsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineKind {
-    /// PocketSphinx when its library is found, else none.
+    /// OpenAI's Whisper in this process (whisper.cpp), with the model `engine.whisper.model`
+    /// installed by `pocwhisp-server models install`. Without a verified model the server
+    /// starts degraded: reads work, uploads are refused with the command that fixes it.
     #[default]
+    Whisper,
+    /// Whisper when its model is installed, else PocketSphinx when its library is found,
+    /// else none.
     Auto,
     /// CMU PocketSphinx from Debian's packages; an error at start if it is missing.
     Sphinx,
@@ -760,8 +778,10 @@ pub enum EngineKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// `auto`, `sphinx`, `openai` or `none` (`POCWHISP_ENGINE`).
+    /// `whisper`, `auto`, `sphinx`, `openai` or `none` (`POCWHISP_ENGINE`).
     pub kind: EngineKind,
+    /// The Whisper engine's model and threads.
+    pub whisper: WhisperEngineConfig,
     /// PocketSphinx's acoustic model, language model and dictionary.
     pub sphinx_model_dir: PathBuf,
     /// The remote engine's servers and how they are called.
@@ -838,10 +858,68 @@ impl Default for OpenAiEngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            kind: EngineKind::Auto,
+            kind: EngineKind::Whisper,
+            whisper: WhisperEngineConfig::default(),
             sphinx_model_dir: PathBuf::from("/usr/share/pocketsphinx/model/en-us"),
             openai: OpenAiEngineConfig::default(),
         }
+    }
+}
+
+/// The Whisper engine. Its workers are `request_pool.workers` (jobs run at once); each has
+/// its own decoding state over the one shared model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhisperEngineConfig {
+    /// The model, by its catalog name (`pocwhisp-server models list`).
+    pub model: String,
+    /// Threads each worker decodes with; 0 shares the cores between the workers.
+    pub threads: usize,
+    /// Beams of the beam search at temperature 0 (1: greedy, faster, a little less
+    /// accurate); OpenAI's transcriber and faster-whisper use 5.
+    pub beam_size: usize,
+    /// Candidates sampled at each fallback temperature above 0.
+    pub best_of: usize,
+}
+
+impl Default for WhisperEngineConfig {
+    fn default() -> Self {
+        WhisperEngineConfig {
+            model: "base".to_owned(),
+            threads: 0,
+            beam_size: 5,
+            best_of: 5,
+        }
+    }
+}
+
+impl WhisperEngineConfig {
+    /// The threads each of `workers` decodes with.
+    pub fn threads_per_worker(&self, workers: usize) -> usize {
+        match self.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                (cores / workers.max(1)).max(1)
+            }
+            threads => threads,
+        }
+    }
+}
+
+/// Where models live.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// One directory for every data directory and instance on the machine
+    /// (`POCWHISP_MODELS_DIR`); unset, the user's cache directory
+    /// (`$XDG_CACHE_HOME/pocwhisp/models`, else `~/.cache/pocwhisp/models`).
+    pub dir: Option<PathBuf>,
+}
+
+impl ModelsConfig {
+    /// The directory models are installed in and loaded from.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::models::default_dir)
     }
 }
 

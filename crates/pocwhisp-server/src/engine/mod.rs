@@ -6,6 +6,7 @@ pub mod openai;
 mod segments;
 mod sphinx;
 pub mod summary;
+mod whisper;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +16,35 @@ use perf_pool::object::ObjectPool;
 use perf_pool::task::CancelToken;
 
 pub use segments::{segments_of, speakers_for, text_of};
+pub use whisper::{WhisperEngine, is_silent};
 
 use crate::config::{EngineConfig, EngineKind};
+
+/// What the speech is turned into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Text in the language spoken.
+    #[default]
+    Transcribe,
+    /// English text, whatever the language spoken.
+    Translate,
+}
+
+/// How a client asked for its audio to be decoded. Part of a session, and of the key under
+/// which its transcript is reused.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DecodeOptions {
+    /// The language spoken (ISO-639-1); `None` to detect it.
+    pub language: Option<String>,
+    /// Transcribe or translate.
+    pub task: Task,
+    /// Text that came before, to steer spelling and style.
+    pub prompt: Option<String>,
+    /// The first temperature tried (0: beam search, falling back to higher ones).
+    pub temperature: f32,
+}
 
 /// A recognised word with its time (seconds from the start of its channel) and the engine's
 /// confidence in it.
@@ -37,6 +65,15 @@ pub struct Word {
 pub struct Utterance {
     /// In time order.
     pub words: Vec<Word>,
+}
+
+/// One channel, decoded.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    /// The utterances, in time order.
+    pub utterances: Vec<Utterance>,
+    /// The language of the text (ISO-639-1), when the engine knows it.
+    pub language: Option<String>,
 }
 
 /// How an engine is doing, for `/api/v1/health`.
@@ -92,9 +129,10 @@ pub trait Transcriber: Send + Sync {
     fn transcribe(
         &self,
         samples: &[i16],
+        options: &DecodeOptions,
         cancel: &CancelToken,
         on_utterance: &mut dyn FnMut(&Utterance),
-    ) -> Result<Vec<Utterance>, EngineError>;
+    ) -> Result<Decoded, EngineError>;
 
     /// Lists the engine's pools (decoders, connections) on the server's pool manager, for
     /// `/performance` and the metrics.
@@ -107,7 +145,17 @@ pub trait Transcriber: Send + Sync {
 
     /// Whether it transcribes `language` (an ISO-639-1 code).
     fn understands(&self, language: &str) -> bool {
-        language == "en"
+        self.languages().contains(&language)
+    }
+
+    /// The languages it transcribes (ISO-639-1 codes), for error messages.
+    fn languages(&self) -> Vec<&'static str> {
+        vec!["en"]
+    }
+
+    /// Whether it translates speech into English (`Task::Translate`).
+    fn translates(&self) -> bool {
+        false
     }
 
     /// How it is doing now.
@@ -182,15 +230,21 @@ impl Transcriber for SphinxEngine {
     fn transcribe(
         &self,
         samples: &[i16],
+        _options: &DecodeOptions,
         cancel: &CancelToken,
         on_utterance: &mut dyn FnMut(&Utterance),
-    ) -> Result<Vec<Utterance>, EngineError> {
+    ) -> Result<Decoded, EngineError> {
         let mut decoder = self.decoders.get();
         if decoder.is_err() {
             *decoder = sphinx::Decoder::new(Arc::clone(&self.sphinx), &self.model_dir);
         }
         let result = match &mut *decoder {
-            Ok(decoder) => decoder.decode(samples, cancel, on_utterance),
+            Ok(decoder) => decoder
+                .decode(samples, cancel, on_utterance)
+                .map(|utterances| Decoded {
+                    utterances,
+                    language: Some("en".to_owned()),
+                }),
             Err(error) => Err(error.clone()),
         };
         if decoder.as_ref().is_ok_and(|decoder| !decoder.reusable()) {
@@ -205,27 +259,36 @@ impl Transcriber for SphinxEngine {
     }
 }
 
-/// The engine the configuration chose: `Ok(None)` when none is configured or found (`auto`
-/// on a machine without PocketSphinx), with the reason.
+/// The engine the configuration chose: `Ok(None)` when none is configured or can run
+/// (`auto` on a machine with neither a Whisper model nor PocketSphinx, `whisper` without its
+/// model), with the reason and its fix; the server then starts degraded.
 ///
 /// # Errors
 ///
-/// [`EngineError::Unavailable`] when `sphinx` was asked for and cannot run.
+/// [`EngineError::Unavailable`] when `sphinx` was asked for and cannot run, or the remote
+/// engine's configuration is wrong.
 pub fn select(
     config: &EngineConfig,
-    decoders: usize,
+    models_dir: &std::path::Path,
+    workers: usize,
 ) -> Result<Result<Arc<dyn Transcriber>, String>, EngineError> {
+    let whisper = || {
+        WhisperEngine::load(&config.whisper, models_dir, workers)
+            .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
+    };
+    let sphinx = || {
+        SphinxEngine::load(config.sphinx_model_dir.clone(), workers)
+            .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
+    };
     match config.kind {
         EngineKind::None => Ok(Err(
-            "no speech engine is configured (engine.kind is none); set POCWHISP_ENGINE=sphinx or auto".to_owned(),
+            "no speech engine is configured (engine.kind is none); set POCWHISP_ENGINE=whisper, sphinx or auto".to_owned(),
         )),
-        EngineKind::Sphinx => {
-            let engine = SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)?;
-            Ok(Ok(Arc::new(engine)))
-        }
+        EngineKind::Whisper => Ok(whisper().map_err(|error| error.to_string())),
+        EngineKind::Sphinx => sphinx().map(Ok),
         EngineKind::Openai => Ok(Ok(Arc::new(openai::OpenAiEngine::new(&config.openai)?))),
-        EngineKind::Auto => Ok(SphinxEngine::load(config.sphinx_model_dir.clone(), decoders)
-            .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
-            .map_err(|error| error.to_string())),
+        EngineKind::Auto => Ok(whisper().or_else(|whisper_error| {
+            sphinx().map_err(|sphinx_error| format!("{whisper_error}; and {sphinx_error}"))
+        })),
     }
 }

@@ -592,9 +592,10 @@ impl Transcriber for OpenAiEngine {
     fn transcribe(
         &self,
         samples: &[i16],
+        options: &super::DecodeOptions,
         cancel: &CancelToken,
         on_utterance: &mut dyn FnMut(&Utterance),
-    ) -> Result<Vec<Utterance>, EngineError> {
+    ) -> Result<super::Decoded, EngineError> {
         let wav = wav_of(samples);
         // On the task pool's blocking thread: wait for the async call here, checking for a
         // cancelled job while it runs.
@@ -615,7 +616,10 @@ impl Transcriber for OpenAiEngine {
                 for utterance in &utterances {
                     on_utterance(utterance);
                 }
-                Ok(utterances)
+                Ok(super::Decoded {
+                    utterances,
+                    language: options.language.clone(),
+                })
             }
             Some(Err(RemoteError::Transient(reason))) => Err(EngineError::Unreachable(reason)),
             Some(Err(RemoteError::Refused(reason))) => Err(EngineError::Failed(reason)),

@@ -20,8 +20,8 @@ pub use callback::{Callbacks, SIGNATURE, validate_callback};
 
 use crate::audio::{decode, resample};
 use crate::config::{AudioConfig, JobsConfig};
-use crate::engine::{EngineError, Transcriber, segments_of, summary, text_of};
-use crate::store::{Job, SessionStatus, Store, Transcript};
+use crate::engine::{DecodeOptions, EngineError, Transcriber, segments_of, summary, text_of};
+use crate::store::{Job, ReuseKey, SessionStatus, Store, Transcript};
 
 /// The kind jobs run as on the task pool, limited to the worker count.
 pub const KIND: &str = "transcription";
@@ -276,11 +276,13 @@ impl Jobs {
     /// and engine, or decoded now on the task pool while the lease is renewed.
     async fn transcribe(self: &Arc<Self>, job: &Job) -> Result<Transcript, JobError> {
         let session = &job.session;
-        if let Ok(Some(transcript)) = self
-            .store
-            .transcript_of(&session.sha256, self.engine.name())
-            .await
-        {
+        let reuse = ReuseKey {
+            sha256: session.sha256.clone(),
+            engine: self.engine.name().to_owned(),
+            model: self.engine.model().to_owned(),
+            options: session.options.clone(),
+        };
+        if let Ok(Some(transcript)) = self.store.transcript_of(&reuse).await {
             tracing::info!(session = %session.id, "same audio transcribed before: reusing it");
             let session_id: Arc<str> = Arc::from(session.id.as_str());
             for segment in &transcript.segments {
@@ -292,6 +294,7 @@ impl Jobs {
             return Ok(transcript);
         }
         let path = self.data_dir.join(&session.filename);
+        let options = session.options.clone();
         let engine = Arc::clone(&self.engine);
         let audio = self.audio.clone();
         let (progress, session_id) = (self.progress.clone(), Arc::<str>::from(session.id.as_str()));
@@ -304,7 +307,14 @@ impl Jobs {
                         text,
                     });
                 };
-                run_engine(engine.as_ref(), &path, &audio, &cancel, &mut on_text)
+                run_engine(
+                    engine.as_ref(),
+                    &path,
+                    &audio,
+                    &options,
+                    &cancel,
+                    &mut on_text,
+                )
             })
             .map_err(|_| JobError::Failed("the transcription queue is full".to_owned()))?;
         let mut handle = std::pin::pin!(handle);
@@ -351,17 +361,19 @@ fn run_engine(
     engine: &dyn Transcriber,
     path: &std::path::Path,
     audio: &AudioConfig,
+    options: &DecodeOptions,
     cancel: &CancelToken,
     on_text: &mut dyn FnMut(String),
 ) -> Result<Transcript, JobError> {
     let decoded =
         decode::decode(path, audio).map_err(|error| JobError::Failed(error.to_string()))?;
     let mut channels = Vec::with_capacity(decoded.channels.len());
+    let mut language = None;
     for samples in &decoded.channels {
         let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate)
             .map_err(JobError::Failed)?;
-        let utterances = engine
-            .transcribe(&pcm, cancel, &mut |utterance| {
+        let heard = engine
+            .transcribe(&pcm, options, cancel, &mut |utterance| {
                 let text = text_of(utterance);
                 if !text.is_empty() {
                     on_text(text);
@@ -372,7 +384,14 @@ fn run_engine(
                 EngineError::Unreachable(reason) => JobError::Unreachable(reason),
                 other => JobError::Failed(other.to_string()),
             })?;
-        channels.push(utterances);
+        // Stereo: the language of the first channel that said anything.
+        let spoke_before = channels
+            .iter()
+            .any(|utterances: &Vec<_>| !utterances.is_empty());
+        if !spoke_before && (language.is_none() || !heard.utterances.is_empty()) {
+            language = heard.language.or(language);
+        }
+        channels.push(heard.utterances);
     }
     let segments = segments_of(&channels);
     Ok(Transcript {
@@ -380,6 +399,7 @@ fn run_engine(
         segments,
         engine: engine.name().to_owned(),
         model: engine.model().to_owned(),
+        language,
         processing_time: 0.0,
     })
 }

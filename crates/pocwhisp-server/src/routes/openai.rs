@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 
 use super::upload::{self, Caller};
 use crate::audio::intake;
+use crate::engine::{DecodeOptions, Task};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::store::{Segment, SessionDetail, SessionStatus};
@@ -34,6 +35,11 @@ pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(
             routes!(transcriptions)
+                .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
+                .layer::<_, Infallible>(state.inner.uploads.clone()),
+        )
+        .routes(
+            routes!(translations)
                 .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
                 .layer::<_, Infallible>(state.inner.uploads.clone()),
         )
@@ -105,8 +111,8 @@ struct Options {
     format: Format,
     words: bool,
     stream: bool,
-    temperature: f64,
-    language: Option<String>,
+    /// What the engine is asked.
+    decode: DecodeOptions,
 }
 
 /// The last value of `name`, if sent.
@@ -117,7 +123,11 @@ fn field<'a>(fields: &'a BTreeMap<String, Vec<String>>, name: &str) -> Option<&'
         .map(|value| value.trim())
 }
 
-fn options(fields: &BTreeMap<String, Vec<String>>, models: &[String]) -> Result<Options, ApiError> {
+fn options(
+    fields: &BTreeMap<String, Vec<String>>,
+    models: &[String],
+    task: Task,
+) -> Result<Options, ApiError> {
     match field(fields, "model") {
         None | Some("") => {
             return Err(ApiError::invalid_parameter(
@@ -193,9 +203,13 @@ fn options(fields: &BTreeMap<String, Vec<String>>, models: &[String]) -> Result<
             "streaming with response_format json or text",
         ));
     }
-    let language = field(fields, "language")
-        .filter(|language| !language.is_empty())
-        .map(str::to_ascii_lowercase);
+    // OpenAI's translations take no language: the speech's is detected, the text is English.
+    let language = match task {
+        Task::Transcribe => field(fields, "language")
+            .filter(|language| !language.is_empty())
+            .map(str::to_ascii_lowercase),
+        Task::Translate => None,
+    };
     if let Some(language) = &language
         && !(2..=3).contains(&language.len())
     {
@@ -204,12 +218,19 @@ fn options(fields: &BTreeMap<String, Vec<String>>, models: &[String]) -> Result<
             "an ISO-639-1 code such as `en`",
         ));
     }
+    let prompt = field(fields, "prompt")
+        .filter(|prompt| !prompt.is_empty())
+        .map(str::to_owned);
     Ok(Options {
         format,
         words: granularities.contains(&"word"),
         stream,
-        temperature,
-        language,
+        decode: DecodeOptions {
+            language,
+            task,
+            prompt,
+            temperature: temperature as f32,
+        },
     })
 }
 
@@ -229,29 +250,61 @@ async fn transcriptions(
     caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
+    answer(state, caller, request, Task::Transcribe).await
+}
+
+/// Translates speech in any language the engine knows into English text, answering in the
+/// `response_format` asked for.
+#[utoipa::path(post, path = "/v1/audio/translations", tag = "openai",
+    security(("bearer" = [])),
+    request_body(description = "multipart/form-data as OpenAI documents it: `file` and `model` (required), `prompt`, `response_format` (json, text, srt, vtt, verbose_json), `temperature`", content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The English text: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
+        (status = 400, description = "OpenAI's error body, naming the parameter at fault (an engine that does not translate)"),
+        (status = 413, description = "Larger than audio.max_upload"),
+        (status = 415, description = "Not an audio format the server decodes"),
+        (status = 503, description = "No speech engine, or every remote engine down"),
+    ))]
+async fn translations(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    answer(state, caller, request, Task::Translate).await
+}
+
+/// One pipeline for both doors: the upload, its fields checked, the job, the answer.
+async fn answer(
+    state: AppState,
+    caller: Caller,
+    request: Request,
+    task: Task,
+) -> Result<Response, ApiError> {
     let jobs = upload::accepting(&state)?;
     let models = jobs.engine().models();
     let received = upload::receive(&state, request, &["file"], || {
         ApiError::invalid_parameter("file", "an audio file in the multipart field `file`")
     })
     .await?;
-    let options = match options(&received.fields, &models) {
+    let checked = options(&received.fields, &models, task).and_then(|options| {
+        upload::check_options(jobs.engine(), &options.decode).map(|()| options)
+    });
+    let options = match checked {
         Ok(options) => options,
         Err(error) => {
             intake::discard(received.received).await;
             return Err(error);
         }
     };
-    if let Some(language) = &options.language
-        && !jobs.engine().understands(language)
-    {
-        intake::discard(received.received).await;
-        return Err(ApiError::invalid_parameter(
-            "language",
-            format!("a language the engine transcribes, not `{language}`"),
-        ));
-    }
-    let mut accepted = upload::accept(&state, jobs, &caller, received, None).await?;
+    let mut accepted = upload::accept(
+        &state,
+        jobs,
+        &caller,
+        received,
+        None,
+        options.decode.clone(),
+    )
+    .await?;
     if options.stream {
         return Ok(stream(state, accepted).into_response());
     }
@@ -355,29 +408,12 @@ fn compression_ratio(text: &str) -> f64 {
     }
 }
 
-/// A language's name as Whisper's `verbose_json` gives it.
+/// A language's name as Whisper's `verbose_json` gives it (`english` for `en`).
 fn language_name(code: &str) -> String {
-    let name = match code {
-        "en" => "english",
-        "de" => "german",
-        "es" => "spanish",
-        "fr" => "french",
-        "it" => "italian",
-        "pt" => "portuguese",
-        "nl" => "dutch",
-        "ru" => "russian",
-        "zh" => "chinese",
-        "ja" => "japanese",
-        "ko" => "korean",
-        "ar" => "arabic",
-        "hi" => "hindi",
-        "pl" => "polish",
-        "tr" => "turkish",
-        "sv" => "swedish",
-        "uk" => "ukrainian",
-        other => return other.to_owned(),
-    };
-    name.to_owned()
+    whisper_rs::get_lang_id(code)
+        .and_then(whisper_rs::get_lang_str_full)
+        .unwrap_or(code)
+        .to_owned()
 }
 
 /// One segment of `verbose_json`.
@@ -454,15 +490,20 @@ fn render(detail: &SessionDetail, options: &Options) -> Result<Response, ApiErro
                     end: segment.end_time,
                     text: &segment.text,
                     tokens: [],
-                    temperature: options.temperature,
+                    temperature: f64::from(options.decode.temperature),
                     avg_logprob: segment.confidence.max(1e-9).ln(),
                     compression_ratio: compression_ratio(&segment.text),
                     no_speech_prob: 0.0,
                 })
                 .collect();
+            // A translation's text is English, whatever was spoken.
+            let language = match options.decode.task {
+                Task::Translate => "en",
+                Task::Transcribe => session.language.as_deref().unwrap_or("en"),
+            };
             let mut body = serde_json::json!({
-                "task": "transcribe",
-                "language": language_name(options.language.as_deref().unwrap_or("en")),
+                "task": options.decode.task,
+                "language": language_name(language),
                 "duration": session.duration,
                 "text": text,
                 "segments": verbose,
@@ -507,10 +548,11 @@ mod tests {
             map
         };
         let models = ["sphinx".to_owned()];
-        let param = |pairs: &[(&str, &str)]| match options(&fields(pairs), &models) {
-            Err(ApiError::InvalidParameter { param, .. }) => param,
-            other => panic!("{other:?}"),
-        };
+        let param =
+            |pairs: &[(&str, &str)]| match options(&fields(pairs), &models, Task::Transcribe) {
+                Err(ApiError::InvalidParameter { param, .. }) => param,
+                other => panic!("{other:?}"),
+            };
         assert_eq!(param(&[]), "model");
         assert_eq!(param(&[("model", "whisper-9")]), "model");
         assert_eq!(
@@ -533,8 +575,40 @@ mod tests {
                 ("unknown", "ignored"),
             ]),
             &models,
+            Task::Transcribe,
         )
         .unwrap();
         assert!(verbose.words && verbose.format == Format::VerboseJson);
+        let asked = options(
+            &fields(&[
+                ("model", "sphinx"),
+                ("language", "DE"),
+                ("prompt", "Dashwood"),
+                ("temperature", "0.2"),
+            ]),
+            &models,
+            Task::Transcribe,
+        )
+        .unwrap()
+        .decode;
+        assert_eq!(
+            (
+                asked.language.as_deref(),
+                asked.prompt.as_deref(),
+                asked.temperature
+            ),
+            (Some("de"), Some("Dashwood"), 0.2)
+        );
+        let translated = options(
+            &fields(&[("model", "sphinx"), ("language", "de")]),
+            &models,
+            Task::Translate,
+        )
+        .unwrap()
+        .decode;
+        assert_eq!(
+            (translated.task, translated.language),
+            (Task::Translate, None)
+        );
     }
 }

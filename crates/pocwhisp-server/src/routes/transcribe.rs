@@ -16,6 +16,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::upload::{self, Caller, store_error};
+use crate::engine::{DecodeOptions, Task};
 use crate::http::{ApiError, Path, Query};
 use crate::jobs::validate_callback;
 use crate::redis::{decode_session, encode_session};
@@ -55,6 +56,14 @@ pub(crate) struct UploadQuery {
     mode: Mode,
     /// Where to POST the result when the job ends (hosts allowed by the configuration only).
     callback_url: Option<String>,
+    /// The language spoken (ISO-639-1, `en`); detected when absent.
+    language: Option<String>,
+    /// `transcribe` (default) or `translate` (into English; Whisper only).
+    #[serde(default)]
+    #[param(value_type = Option<String>)]
+    task: Task,
+    /// Text that came before, to steer spelling and style (Whisper only).
+    prompt: Option<String>,
 }
 
 /// An accepted upload still being transcribed.
@@ -89,6 +98,21 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let config = state.config();
     let jobs = upload::accepting(&state)?;
+    let options = DecodeOptions {
+        language: query
+            .language
+            .as_deref()
+            .map(str::trim)
+            .filter(|language| !language.is_empty())
+            .map(str::to_ascii_lowercase),
+        task: query.task,
+        prompt: query
+            .prompt
+            .clone()
+            .filter(|prompt| !prompt.trim().is_empty()),
+        temperature: 0.0,
+    };
+    upload::check_options(jobs.engine(), &options)?;
     if let Some(url) = &query.callback_url {
         validate_callback(
             url,
@@ -103,7 +127,8 @@ async fn upload(
         }
     })
     .await?;
-    let mut accepted = upload::accept(&state, jobs, &caller, received, query.callback_url).await?;
+    let mut accepted =
+        upload::accept(&state, jobs, &caller, received, query.callback_url, options).await?;
     let id = accepted.id;
     if matches!(query.mode, Mode::Sync) {
         let deadline = tokio::time::Instant::now() + config.jobs.sync_wait;

@@ -17,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::audio::decode;
 use crate::audio::intake::{self, IntakeError, Received, Receiving};
 use crate::config::Role;
+use crate::engine::{DecodeOptions, Task, Transcriber};
 use crate::http::{ApiError, Principal};
 use crate::jobs::{Finished, Jobs, Progress};
 use crate::state::AppState;
@@ -217,6 +218,37 @@ pub(crate) async fn receive(
     })
 }
 
+/// Checks what a client asked of the engine before a byte of audio is kept: a language the
+/// engine transcribes (400 naming the ones it does), and translation only from an engine
+/// that translates.
+pub(crate) fn check_options(
+    engine: &dyn Transcriber,
+    options: &DecodeOptions,
+) -> Result<(), ApiError> {
+    if let Some(language) = &options.language
+        && !engine.understands(language)
+    {
+        return Err(ApiError::invalid_parameter(
+            "language",
+            format!(
+                "a language the {} engine transcribes ({}), not `{language}`",
+                engine.name(),
+                engine.languages().join(", ")
+            ),
+        ));
+    }
+    if options.task == Task::Translate && !engine.translates() {
+        return Err(ApiError::invalid_parameter(
+            "task",
+            format!(
+                "transcribe: the {} engine does not translate (engine.kind whisper does)",
+                engine.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A stored upload: its session id and the job's events, subscribed
 /// before the job existed so that none is missed.
 pub(crate) struct Accepted {
@@ -233,6 +265,7 @@ pub(crate) async fn accept(
     caller: &Caller,
     upload: Upload,
     callback_url: Option<String>,
+    options: DecodeOptions,
 ) -> Result<Accepted, ApiError> {
     let shared = &state.inner;
     let config = state.config();
@@ -274,6 +307,7 @@ pub(crate) async fn accept(
         file_size: size,
         callback_url,
         priority: 0,
+        options,
         created_at: SystemTime::now(),
     };
     shared

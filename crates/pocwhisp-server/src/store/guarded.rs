@@ -16,8 +16,8 @@ use perf_breaker::retry::Retry;
 use perf_breaker::{CallError, CircuitBreaker, State};
 
 use super::{
-    Deleted, Delivery, Job, ListQuery, NewSession, Page, SessionDetail, SessionStatus, Store,
-    StoreError, StoreFuture, StoreStats, Transcript,
+    Deleted, Delivery, Job, ListQuery, NewSession, Page, ReuseKey, SessionDetail, SessionStatus,
+    Store, StoreError, StoreFuture, StoreStats, Transcript,
 };
 
 /// A store whose calls go through a breaker (`database.breaker`), with reads and lease
@@ -156,12 +156,8 @@ impl Store for GuardedStore {
         Box::pin(self.once(self.inner.release_job(id, worker, reason)))
     }
 
-    fn transcript_of<'a>(
-        &'a self,
-        sha256: &'a str,
-        engine: &'a str,
-    ) -> StoreFuture<'a, Option<Transcript>> {
-        Box::pin(self.retried(move || self.inner.transcript_of(sha256, engine)))
+    fn transcript_of<'a>(&'a self, key: &'a ReuseKey) -> StoreFuture<'a, Option<Transcript>> {
+        Box::pin(self.retried(move || self.inner.transcript_of(key)))
     }
 
     fn record_delivery<'a>(

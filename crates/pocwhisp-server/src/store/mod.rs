@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::engine::DecodeOptions;
+
 pub use guarded::GuardedStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -110,6 +112,8 @@ pub struct NewSession {
     pub callback_url: Option<String>,
     /// The job's priority (higher first).
     pub priority: i32,
+    /// How it is to be decoded.
+    pub options: DecodeOptions,
     /// When it was accepted.
     pub created_at: SystemTime,
 }
@@ -157,6 +161,11 @@ pub struct Session {
     pub processed_at: Option<SystemTime>,
     /// Last change.
     pub updated_at: SystemTime,
+    /// How it is to be decoded.
+    pub options: DecodeOptions,
+    /// The language of its transcript (ISO-639-1), once transcribed: the one asked for, or
+    /// the one the engine detected.
+    pub language: Option<String>,
 }
 
 /// One stretch of speech by one speaker.
@@ -224,8 +233,35 @@ pub struct Transcript {
     pub engine: String,
     /// The engine's model.
     pub model: String,
+    /// The language of the text (ISO-639-1), when known.
+    pub language: Option<String>,
     /// Seconds the transcription took.
     pub processing_time: f64,
+}
+
+/// What makes a stored transcript reusable for new audio: the same bytes, decoded by the same
+/// engine and model with the same options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReuseKey {
+    /// SHA-256 of the audio.
+    pub sha256: String,
+    /// The engine's name.
+    pub engine: String,
+    /// The engine's model.
+    pub model: String,
+    /// How it was decoded.
+    pub options: DecodeOptions,
+}
+
+/// `options` as stored: JSON with every field, in a fixed order, so equal options compare
+/// equal as text.
+pub(crate) fn options_text(options: &DecodeOptions) -> Result<String, StoreError> {
+    serde_json::to_string(options).map_err(|error| StoreError::Other(error.to_string()))
+}
+
+/// Stored options; a row from before they were stored (`{}`) reads as the defaults.
+pub(crate) fn options_of(text: &str) -> DecodeOptions {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A job a worker holds, with its session.
@@ -374,12 +410,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         reason: &'a str,
     ) -> StoreFuture<'a, bool>;
 
-    /// A stored transcript of the same audio by the same engine, to reuse.
-    fn transcript_of<'a>(
-        &'a self,
-        sha256: &'a str,
-        engine: &'a str,
-    ) -> StoreFuture<'a, Option<Transcript>>;
+    /// A stored transcript that `key` says can be reused.
+    fn transcript_of<'a>(&'a self, key: &'a ReuseKey) -> StoreFuture<'a, Option<Transcript>>;
 
     /// Records a callback delivery attempt.
     fn record_delivery<'a>(

@@ -11,9 +11,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Deleted, Delivery, Job, ListQuery, NewSession, Page, Segment, Session, SessionDetail,
+    Deleted, Delivery, Job, ListQuery, NewSession, Page, ReuseKey, Segment, Session, SessionDetail,
     SessionStatus, Store, StoreError, StoreFuture, StoreStats, Summary, Transcript, from_micros,
-    micros,
+    micros, options_of, options_text,
 };
 use crate::config::DatabaseConfig;
 
@@ -70,7 +70,7 @@ const NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 const SESSION_COLUMNS: &str = "id, owner, filename, original_name, sha256, duration, channels, \
      sample_rate, bits_per_sample, format, file_size, status, engine, model, processing_time, \
-     error_message, callback_url, created_at, processed_at, updated_at";
+     error_message, callback_url, created_at, processed_at, updated_at, options, language";
 
 /// The PostgreSQL store; `Clone` shares the pool.
 #[derive(Clone)]
@@ -149,6 +149,8 @@ fn session_of(row: &Row) -> Session {
         created_at: from_micros(row.get(17)),
         processed_at: row.get::<_, Option<i64>>(18).map(from_micros),
         updated_at: from_micros(row.get(19)),
+        options: options_of(&row.get::<_, String>(20)),
+        language: row.get(21),
     }
 }
 
@@ -322,8 +324,8 @@ impl Store for PostgresStore {
                 .execute(
                     "INSERT INTO audio_sessions (id, owner, filename, original_name, sha256, \
                      duration, channels, sample_rate, bits_per_sample, format, file_size, status, \
-                     callback_url, uploaded_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $13, $13)",
+                     callback_url, uploaded_at, created_at, updated_at, options) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'queued', $12, $13, $13, $13, $14)",
                     &[
                         &session.id,
                         &session.owner,
@@ -338,6 +340,7 @@ impl Store for PostgresStore {
                         &i64::try_from(session.file_size).unwrap_or(i64::MAX),
                         &session.callback_url,
                         &created,
+                        &options_text(&session.options)?,
                     ],
                 )
                 .await
@@ -605,14 +608,15 @@ impl Store for PostgresStore {
             transaction
                 .execute(
                     "UPDATE audio_sessions SET status = 'completed', engine = $2, model = $3, \
-                     processing_time = $4, error_message = NULL, processed_at = $5, updated_at = $5 \
-                     WHERE id = $1",
+                     processing_time = $4, error_message = NULL, processed_at = $5, updated_at = $5, \
+                     language = $6 WHERE id = $1",
                     &[
                         &session_id,
                         &transcript.engine,
                         &transcript.model,
                         &transcript.processing_time,
                         &now,
+                        &transcript.language,
                     ],
                 )
                 .await
@@ -722,19 +726,20 @@ impl Store for PostgresStore {
         })
     }
 
-    fn transcript_of<'a>(
-        &'a self,
-        sha256: &'a str,
-        engine: &'a str,
-    ) -> StoreFuture<'a, Option<Transcript>> {
+    fn transcript_of<'a>(&'a self, key: &'a ReuseKey) -> StoreFuture<'a, Option<Transcript>> {
         Box::pin(async move {
             let connection = self.connection().await?;
             let found = connection
                 .query_opt(
-                    "SELECT id, model, processing_time FROM audio_sessions \
-                     WHERE sha256 = $1 AND engine = $2 AND status = 'completed' \
-                     ORDER BY processed_at DESC LIMIT 1",
-                    &[&sha256, &engine],
+                    "SELECT id, processing_time, language FROM audio_sessions \
+                     WHERE sha256 = $1 AND engine = $2 AND model = $3 AND options = $4 \
+                     AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
+                    &[
+                        &key.sha256,
+                        &key.engine,
+                        &key.model,
+                        &options_text(&key.options)?,
+                    ],
                 )
                 .await
                 .map_err(pg)?;
@@ -747,9 +752,10 @@ impl Store for PostgresStore {
             Ok(Some(Transcript {
                 segments,
                 summary,
-                engine: engine.to_owned(),
-                model: found.get::<_, Option<String>>(1).unwrap_or_default(),
-                processing_time: found.get::<_, Option<f64>>(2).unwrap_or_default(),
+                engine: key.engine.clone(),
+                model: key.model.clone(),
+                language: found.get(2),
+                processing_time: found.get::<_, Option<f64>>(1).unwrap_or_default(),
             }))
         })
     }

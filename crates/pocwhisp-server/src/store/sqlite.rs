@@ -10,9 +10,9 @@ use perf_pool::object::ObjectPool;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::{
-    Deleted, Delivery, Job, ListQuery, NewSession, Page, Segment, Session, SessionDetail,
+    Deleted, Delivery, Job, ListQuery, NewSession, Page, ReuseKey, Segment, Session, SessionDetail,
     SessionStatus, Store, StoreError, StoreFuture, StoreStats, Summary, Transcript, from_micros,
-    micros,
+    micros, options_of, options_text,
 };
 
 mod embedded {
@@ -134,7 +134,7 @@ impl SqliteStore {
 
 const SESSION_COLUMNS: &str = "id, owner, filename, original_name, sha256, duration, channels, \
      sample_rate, bits_per_sample, format, file_size, status, engine, model, processing_time, \
-     error_message, callback_url, created_at, processed_at, updated_at";
+     error_message, callback_url, created_at, processed_at, updated_at, options, language";
 
 fn session_of(row: &Row<'_>) -> rusqlite::Result<Session> {
     let status: String = row.get(11)?;
@@ -159,6 +159,8 @@ fn session_of(row: &Row<'_>) -> rusqlite::Result<Session> {
         created_at: from_micros(row.get(17)?),
         processed_at: row.get::<_, Option<i64>>(18)?.map(from_micros),
         updated_at: from_micros(row.get(19)?),
+        options: options_of(&row.get::<_, String>(20)?),
+        language: row.get(21)?,
     })
 }
 
@@ -232,8 +234,8 @@ impl Store for SqliteStore {
                 .execute(
                     "INSERT INTO audio_sessions (id, owner, filename, original_name, sha256, \
                      duration, channels, sample_rate, bits_per_sample, format, file_size, status, \
-                     callback_url, uploaded_at, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, ?13, ?13)",
+                     callback_url, uploaded_at, created_at, updated_at, options) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, ?13, ?13, ?14)",
                     params![
                         session.id,
                         session.owner,
@@ -248,6 +250,7 @@ impl Store for SqliteStore {
                         session.file_size as i64,
                         session.callback_url,
                         created,
+                        options_text(&session.options)?,
                     ],
                 )
                 .map_err(sql)?;
@@ -512,14 +515,15 @@ impl Store for SqliteStore {
             transaction
                 .execute(
                     "UPDATE audio_sessions SET status = 'completed', engine = ?2, model = ?3, \
-                     processing_time = ?4, error_message = NULL, processed_at = ?5, updated_at = ?5 \
-                     WHERE id = ?1",
+                     processing_time = ?4, error_message = NULL, processed_at = ?5, updated_at = ?5, \
+                     language = ?6 WHERE id = ?1",
                     params![
                         session_id,
                         transcript.engine,
                         transcript.model,
                         transcript.processing_time,
-                        now
+                        now,
+                        transcript.language
                     ],
                 )
                 .map_err(sql)?;
@@ -621,32 +625,33 @@ impl Store for SqliteStore {
         })
     }
 
-    fn transcript_of<'a>(
-        &'a self,
-        sha256: &'a str,
-        engine: &'a str,
-    ) -> StoreFuture<'a, Option<Transcript>> {
-        let sha256 = sha256.to_owned();
-        let engine = engine.to_owned();
+    fn transcript_of<'a>(&'a self, key: &'a ReuseKey) -> StoreFuture<'a, Option<Transcript>> {
+        let key = key.clone();
         self.run(move |connection| {
-            let found: Option<(String, String, f64)> = connection
+            let found: Option<(String, f64, Option<String>)> = connection
                 .query_row(
-                    "SELECT id, model, processing_time FROM audio_sessions \
-                     WHERE sha256 = ?1 AND engine = ?2 AND status = 'completed' \
-                     ORDER BY processed_at DESC LIMIT 1",
-                    params![sha256, engine],
+                    "SELECT id, processing_time, language FROM audio_sessions \
+                     WHERE sha256 = ?1 AND engine = ?2 AND model = ?3 AND options = ?4 \
+                     AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
+                    params![
+                        key.sha256,
+                        key.engine,
+                        key.model,
+                        options_text(&key.options)?
+                    ],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()
                 .map_err(sql)?;
-            let Some((id, model, processing_time)) = found else {
+            let Some((id, processing_time, language)) = found else {
                 return Ok(None);
             };
             Ok(Some(Transcript {
                 segments: segments_of(connection, &id).map_err(sql)?,
                 summary: summary_of(connection, &id).map_err(sql)?,
-                engine,
-                model,
+                engine: key.engine,
+                model: key.model,
+                language,
                 processing_time,
             }))
         })

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use pocwhisp_server::Application;
-use pocwhisp_server::config::{Config, Secret};
+use pocwhisp_server::config::{Config, EngineKind, Secret};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -25,6 +25,7 @@ pub(crate) async fn start_binary(
         .arg(data_dir)
         .env("POCWHISP_ADMIN_TOKEN", ADMIN)
         .env("POCWHISP_API_TOKEN", USER)
+        .env("POCWHISP_ENGINE", "sphinx")
         .env_remove("POCWHISP_ENV")
         .stdout(std::process::Stdio::piped())
         .stderr(if std::env::var_os("TEST_LOG").is_some() {
@@ -76,9 +77,11 @@ pub(crate) struct TestApp {
 }
 
 /// The configuration every test starts from: port 0, its own data directory, an admin and
-/// two users, quotas no test trips unless it means to.
+/// two users, quotas no test trips unless it means to, and PocketSphinx (its words are
+/// checked against its own CLI; the Whisper tests choose `whisper`).
 pub(crate) fn test_config(data_dir: &TempDir) -> Config {
     let mut config = Config::default();
+    config.engine.kind = EngineKind::Sphinx;
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.data_dir = data_dir.path().to_path_buf();
     config.auth.admin_tokens = vec![Secret::new(ADMIN)];

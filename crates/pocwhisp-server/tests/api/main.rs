@@ -22,3 +22,4 @@ mod recovery;
 mod remote;
 mod shared;
 mod transcribe;
+mod whisper;

@@ -99,3 +99,48 @@ pub(crate) fn joined_recordings(dir: &Path, first: usize) -> PathBuf {
     sox(&args);
     joined
 }
+
+/// Where `scripts/test` installed the Whisper models: `POCWHISP_MODELS_DIR`, else the
+/// default directory.
+pub(crate) fn models_dir() -> PathBuf {
+    std::env::var_os("POCWHISP_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(pocwhisp_server::models::default_dir)
+}
+
+/// An English sentence of about 11 s and its German counterpart of about 12 s as espeak-ng
+/// speaks them (long enough for language detection to be sure of a robotic voice).
+pub(crate) const ENGLISH: &str = "The quick brown fox jumps over the lazy dog. Please send the quarterly report to the finance team by Friday. The meeting has been moved to Tuesday afternoon.";
+pub(crate) const GERMAN: &str = "Der schnelle braune Fuchs springt über den faulen Hund. Bitte schicken Sie den Quartalsbericht bis Freitag an das Finanzteam. Die Besprechung wurde auf Dienstagnachmittag verschoben.";
+
+/// `text` spoken by espeak-ng (Debian's `espeak-ng`) in `voice`, written to `dir`.
+pub(crate) fn spoken(dir: &Path, voice: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{voice}.wav"));
+    let status = Command::new("espeak-ng")
+        .args(["-v", voice, "-s", "150", "-w"])
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng, from Debian (scripts/test installs it)");
+    assert!(status.success(), "espeak-ng failed");
+    path
+}
+
+/// The words of a text as the references spell them: lower case, punctuation gone, hyphens
+/// and apostrophes' parts as words (`ill-disposed` is `ill disposed`).
+pub(crate) fn normalized(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .map(|word| {
+            word.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+        })
+        .filter(|word| !word.is_empty())
+        .collect()
+}
+
+/// Word error rate of `heard` against `reference`.
+pub(crate) fn wer(reference: &[String], heard: &[String]) -> f64 {
+    errors(reference, heard) as f64 / reference.len().max(1) as f64
+}
