@@ -39,6 +39,7 @@ fn session(n: u64) -> NewSession {
         file_size: 224_000,
         callback_url: None,
         priority: 0,
+        options: Default::default(),
         created_at: SystemTime::now(),
     }
 }
@@ -64,6 +65,7 @@ fn transcript() -> Transcript {
         }),
         engine: "sphinx".to_owned(),
         model: "en-us".to_owned(),
+        language: Some("en".to_owned()),
         processing_time: 1.5,
     }
 }

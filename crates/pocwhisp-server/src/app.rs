@@ -153,10 +153,7 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|error| StartError::Bind(config.server.listen, error))?;
-        let workers = match config.request_pool.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            workers => workers,
-        };
+        let workers = config.workers();
         let tasks = TaskPool::builder()
             .max_concurrent(config.request_pool.max_concurrent)
             .queue_size(config.request_pool.queue_size)

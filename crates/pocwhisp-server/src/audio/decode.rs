@@ -176,7 +176,7 @@ fn read_checked(
         .is_some_and(|frames| frames > max_frames.saturating_mul(2))
     {
         // A header claiming far more than the limit: say so before decoding it all.
-        return Err(AudioError::Constraints(too_long(limits.max_duration)));
+        return Err(AudioError::TooLong(too_long(limits.max_duration)));
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(params, &DecoderOptions::default())
@@ -225,7 +225,7 @@ fn read_checked(
         let per_channel = block.len() / channels;
         frames += per_channel as u64;
         if frames > max_frames {
-            return Err(AudioError::Constraints(too_long(limits.max_duration)));
+            return Err(AudioError::TooLong(too_long(limits.max_duration)));
         }
         sink(block, per_channel);
     }

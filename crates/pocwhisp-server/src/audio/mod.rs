@@ -9,7 +9,8 @@ pub mod resample;
 use std::fmt;
 
 /// Why an upload is not audio the server can use. Each maps to the status and code of the
-/// original API: 415 `invalid_file_type`, 400 `invalid_audio`, 422 `audio_constraints`.
+/// original API: 415 `invalid_file_type`, 400 `invalid_audio`, 422 `audio_constraints`, and
+/// 413 `file_too_large` for audio longer than `audio.max_duration`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AudioError {
@@ -17,8 +18,10 @@ pub enum AudioError {
     Unsupported(String),
     /// A supported format, but broken: truncated, lying headers, undecodable data.
     Invalid(String),
-    /// Decodable, but outside the limits (duration, channels, sample rate).
+    /// Decodable, but outside the limits (too short, channels, sample rate).
     Constraints(String),
+    /// Longer than `audio.max_duration`: too large a request for this server.
+    TooLong(String),
 }
 
 impl fmt::Display for AudioError {
@@ -26,7 +29,8 @@ impl fmt::Display for AudioError {
         match self {
             AudioError::Unsupported(reason)
             | AudioError::Invalid(reason)
-            | AudioError::Constraints(reason) => f.write_str(reason),
+            | AudioError::Constraints(reason)
+            | AudioError::TooLong(reason) => f.write_str(reason),
         }
     }
 }
@@ -47,6 +51,7 @@ impl From<AudioError> for crate::http::ApiError {
                 code: "audio_constraints",
                 message,
             },
+            AudioError::TooLong(message) => crate::http::ApiError::PayloadTooLarge(message),
         }
     }
 }

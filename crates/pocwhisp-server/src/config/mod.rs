@@ -101,6 +101,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Jobs decoded at once in this process: `request_pool.workers`, or the engine's choice
+    /// when it is 0.
+    pub fn workers(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        match (self.request_pool.workers, self.engine.kind) {
+            (0, EngineKind::Whisper | EngineKind::Auto) => {
+                WhisperEngineConfig::default_workers(cores)
+            }
+            (0, _) => cores,
+            (workers, _) => workers,
+        }
+    }
+
     /// The defaults of `environment` (the guide's table: production has larger pools and
     /// samples less often).
     pub fn for_environment(environment: Environment) -> Self {
@@ -529,7 +542,9 @@ pub struct RequestPoolConfig {
     pub max_concurrent: usize,
     /// Tasks waiting at most.
     pub queue_size: usize,
-    /// Decoders running at once; 0 for one per core.
+    /// Jobs decoded at once; 0 for the engine's choice: one per core for PocketSphinx and the
+    /// remote engine, one per four cores for Whisper (whose workers each decode with several
+    /// threads: `engine.whisper.threads`).
     pub workers: usize,
     /// Longest wait in the queue.
     #[serde(with = "humantime_serde")]
@@ -894,6 +909,14 @@ impl Default for WhisperEngineConfig {
 }
 
 impl WhisperEngineConfig {
+    /// Workers when `request_pool.workers` is 0: one per four cores. A job's latency falls
+    /// with the threads it decodes with (two workers of one thread each took twice as long
+    /// per file as one of two threads, for no more throughput: docs/PERFORMANCE.md), and
+    /// whisper.cpp's threads scale well up to about four.
+    pub fn default_workers(cores: usize) -> usize {
+        (cores / 4).max(1)
+    }
+
     /// The threads each of `workers` decodes with.
     pub fn threads_per_worker(&self, workers: usize) -> usize {
         match self.threads {

@@ -325,7 +325,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
             assert!(!body.contains("no route for"), "{method} {path}: {body}");
         }
     }
-    assert_eq!(operations, 26, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 27, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[tokio::test]

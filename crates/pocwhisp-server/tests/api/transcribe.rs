@@ -837,3 +837,35 @@ async fn without_an_engine_the_server_serves_and_says_why_uploads_are_refused() 
         .unwrap();
     assert_eq!(list.status(), 200, "reads still work");
 }
+
+#[tokio::test]
+async fn audio_longer_than_the_limit_is_too_large_on_both_doors() {
+    let app = spawn_with(|config| config.audio.max_duration = Duration::from_secs(2)).await;
+    let audio = std::fs::read(recording("sense_and_sensibility_01_austen_64kb-0880")).unwrap();
+    let (status, body) = error_of(app.upload(USER, audio.clone(), "audio/wav", "").await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("file_too_large")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("longer than"),
+        "{body}"
+    );
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(audio).file_name("a.wav"),
+        )
+        .text("model", "sphinx");
+    let response = app
+        .request(reqwest::Method::POST, "/v1/audio/transcriptions")
+        .bearer_auth(USER)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+}
