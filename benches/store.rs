@@ -55,6 +55,8 @@ fn transcript() -> Transcript {
                 text: "and mr john guess what and then at leisure to consider".to_owned(),
                 confidence: 0.6,
                 words: Vec::new(),
+                avg_logprob: None,
+                no_speech_prob: None,
             })
             .collect(),
         summary: Some(Summary {

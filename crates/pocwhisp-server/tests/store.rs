@@ -84,6 +84,8 @@ fn transcript(text: &str) -> Transcript {
                     start: 0.25,
                     end: 0.5,
                 }],
+                avg_logprob: Some(-0.25),
+                no_speech_prob: Some(0.125),
             },
             Segment {
                 speaker: "right".to_owned(),
@@ -92,6 +94,8 @@ fn transcript(text: &str) -> Transcript {
                 text: "and the other side".to_owned(),
                 confidence: 0.5,
                 words: Vec::new(),
+                avg_logprob: None,
+                no_speech_prob: None,
             },
         ],
         summary: Some(Summary {

@@ -61,6 +61,12 @@ fn recorded_speech_is_heard_as_its_reference_says() {
         // PocketSphinx's word error rate on these files is 0.21 to 0.75.
         assert!(wer(&reference, &heard) <= 0.05, "{id}: {heard:?}");
         assert_eq!(decoded.language.as_deref(), Some("en"), "detected");
+        // Clear speech: a confident decoding of a window that holds speech.
+        for utterance in &decoded.utterances {
+            let scores = utterance.scores.expect("Whisper scores its segments");
+            assert!((-1.0..0.0).contains(&scores.avg_logprob), "{scores:?}");
+            assert!((0.0..0.5).contains(&scores.no_speech_prob), "{scores:?}");
+        }
     }
 }
 

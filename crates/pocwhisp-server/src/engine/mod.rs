@@ -65,6 +65,17 @@ pub struct Word {
 pub struct Utterance {
     /// In time order.
     pub words: Vec<Word>,
+    /// How sure the decoder was, when it says (Whisper does, per segment).
+    pub scores: Option<Scores>,
+}
+
+/// A decoder's own judgement of a stretch of speech, as OpenAI's `verbose_json` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Scores {
+    /// Mean natural-log probability of its tokens.
+    pub avg_logprob: f64,
+    /// Probability that the window held no speech.
+    pub no_speech_prob: f64,
 }
 
 /// One channel, decoded.

@@ -311,7 +311,10 @@ fn utterances_of(verbose: Verbose) -> Vec<Utterance> {
             } else {
                 timed
             };
-            Utterance { words }
+            Utterance {
+                words,
+                scores: None,
+            }
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 //! pauses, stereo channels as the speakers `left` and `right` merged in time order, and
 //! segments of one speaker less than a second apart joined (the original's rule).
 
-use super::{Utterance, Word};
+use super::{Scores, Utterance, Word};
 use crate::store::{Segment, TimedWord};
 
 /// A pause this long between two words starts a new segment.
@@ -54,19 +54,21 @@ fn speaker_segments(speaker: &str, utterances: &[Utterance]) -> Vec<Segment> {
                 .last()
                 .is_some_and(|last| word.start - last.end >= PAUSE)
             {
-                segments.push(segment(speaker, &current));
+                segments.push(segment(speaker, &current, utterance.scores));
                 current.clear();
             }
             current.push(word);
         }
         if !current.is_empty() {
-            segments.push(segment(speaker, &current));
+            segments.push(segment(speaker, &current, utterance.scores));
         }
     }
     segments
 }
 
-fn segment(speaker: &str, words: &[&Word]) -> Segment {
+/// The words of an utterance (or a part of it, split at a pause) as a segment, with the
+/// utterance's scores.
+fn segment(speaker: &str, words: &[&Word], scores: Option<Scores>) -> Segment {
     let text = words
         .iter()
         .map(|word| spelling(&word.text))
@@ -86,7 +88,14 @@ fn segment(speaker: &str, words: &[&Word]) -> Segment {
                 end: word.end,
             })
             .collect(),
+        avg_logprob: scores.map(|scores| scores.avg_logprob),
+        no_speech_prob: scores.map(|scores| scores.no_speech_prob),
     }
+}
+
+/// The mean of `a` over `a_words` and `b` over `b_words`, when both are known.
+fn weighted(a: Option<f64>, a_words: f64, b: Option<f64>, b_words: f64) -> Option<f64> {
+    Some((a? * a_words + b? * b_words) / (a_words + b_words))
 }
 
 /// The transcript's segments: one speaker per channel, merged in time order, a speaker's
@@ -109,6 +118,18 @@ pub fn segments_of(channels: &[Vec<Utterance>]) -> Vec<Segment> {
             let words_added = segment.words.len() as f64;
             last.confidence = (last.confidence * words_before + segment.confidence * words_added)
                 / (words_before + words_added);
+            last.avg_logprob = weighted(
+                last.avg_logprob,
+                words_before,
+                segment.avg_logprob,
+                words_added,
+            );
+            last.no_speech_prob = weighted(
+                last.no_speech_prob,
+                words_before,
+                segment.no_speech_prob,
+                words_added,
+            );
             last.text.push(' ');
             last.text.push_str(&segment.text);
             last.end_time = last.end_time.max(segment.end_time);
@@ -145,6 +166,7 @@ mod tests {
                 word("here", 1.5, 1.8),
                 word("</s>", 1.8, 1.9),
             ],
+            scores: None,
         };
         let segments = speaker_segments("speaker", &[utterance]);
         let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
@@ -154,19 +176,29 @@ mod tests {
 
     #[test]
     fn stereo_speakers_interleave_in_time_and_close_segments_join() {
+        let scored = |avg_logprob, no_speech_prob| {
+            Some(Scores {
+                avg_logprob,
+                no_speech_prob,
+            })
+        };
         let left = vec![
             Utterance {
                 words: vec![word("hello", 0.0, 0.5)],
+                scores: scored(-0.2, 0.1),
             },
             Utterance {
-                words: vec![word("again", 0.9, 1.2)],
+                words: vec![word("again", 0.9, 1.2), word("now", 1.2, 1.3)],
+                scores: scored(-0.5, 0.4),
             },
             Utterance {
                 words: vec![word("bye", 5.0, 5.5)],
+                scores: scored(-0.1, 0.0),
             },
         ];
         let right = vec![Utterance {
             words: vec![word("hi", 2.0, 2.4)],
+            scores: None,
         }];
         let segments = segments_of(&[left, right]);
         let summary: Vec<(&str, &str)> = segments
@@ -175,9 +207,18 @@ mod tests {
             .collect();
         assert_eq!(
             summary,
-            [("left", "hello again"), ("right", "hi"), ("left", "bye")]
+            [
+                ("left", "hello again now"),
+                ("right", "hi"),
+                ("left", "bye")
+            ]
         );
-        assert_eq!(segments[0].end_time, 1.2);
+        // Joined segments weigh their scores by words; an engine without scores has none.
+        assert!((segments[0].avg_logprob.unwrap() - -0.4).abs() < 1e-9);
+        assert!((segments[0].no_speech_prob.unwrap() - 0.3).abs() < 1e-9);
+        assert_eq!(segments[1].avg_logprob, None);
+        assert_eq!(segments[2].no_speech_prob, Some(0.0));
+        assert_eq!(segments[0].end_time, 1.3);
         let words: Vec<(&str, f64)> = segments[0]
             .words
             .iter()
@@ -185,7 +226,7 @@ mod tests {
             .collect();
         assert_eq!(
             words,
-            [("hello", 0.0), ("again", 0.9)],
+            [("hello", 0.0), ("again", 0.9), ("now", 1.2)],
             "joined words keep their times"
         );
     }

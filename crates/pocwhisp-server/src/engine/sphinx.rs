@@ -380,7 +380,10 @@ impl Decoder {
                 segment = (api.ps_seg_next)(segment);
             }
         }
-        Utterance { words }
+        Utterance {
+            words,
+            scores: None,
+        }
     }
 }
 

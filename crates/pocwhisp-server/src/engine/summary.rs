@@ -131,6 +131,8 @@ mod tests {
             end_time: 1.0,
             text: text.into(),
             confidence: 1.0,
+            avg_logprob: None,
+            no_speech_prob: None,
         }
     }
 

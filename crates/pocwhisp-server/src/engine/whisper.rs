@@ -22,7 +22,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
-use super::{DecodeOptions, Decoded, EngineError, Task, Transcriber, Utterance, Word};
+use super::{DecodeOptions, Decoded, EngineError, Scores, Task, Transcriber, Utterance, Word};
 use crate::config::WhisperEngineConfig;
 use crate::models;
 
@@ -300,11 +300,13 @@ unsafe extern "C" fn on_new_segments(
             let start = sys::whisper_full_get_segment_t0_from_state(state, segment) as f64 / 100.0;
             let end = sys::whisper_full_get_segment_t1_from_state(state, segment) as f64 / 100.0;
             let mut tokens = Vec::new();
+            let mut logprob = 0.0;
             for index in 0..sys::whisper_full_n_tokens_from_state(state, segment) {
                 let data = sys::whisper_full_get_token_data_from_state(state, segment, index);
                 if data.id >= end_of_text {
                     continue;
                 }
+                logprob += f64::from(data.plog);
                 let text = sys::whisper_token_to_str(context, data.id);
                 if text.is_null() {
                     continue;
@@ -318,7 +320,16 @@ unsafe extern "C" fn on_new_segments(
             }
             let words = words_of(&tokens, start, end.min(collector.duration));
             if !words.is_empty() {
-                let utterance = Utterance { words };
+                let scores = Scores {
+                    avg_logprob: logprob / tokens.len() as f64,
+                    no_speech_prob: f64::from(
+                        sys::whisper_full_get_segment_no_speech_prob_from_state(state, segment),
+                    ),
+                };
+                let utterance = Utterance {
+                    words,
+                    scores: Some(scores),
+                };
                 (collector.on_utterance)(&utterance);
                 collector.utterances.push(utterance);
             }

@@ -428,10 +428,12 @@ struct VerboseSegment<'a> {
     /// No tokenizer here: empty.
     tokens: [u32; 0],
     temperature: f64,
-    /// The natural log of the engine's mean word confidence.
+    /// The decoder's mean token log-probability (Whisper), else the natural log of the
+    /// engine's mean word confidence.
     avg_logprob: f64,
     compression_ratio: f64,
-    /// Segments exist only where the engine heard speech: 0.
+    /// The decoder's probability that the window held no speech (Whisper), else 0: an engine
+    /// without it makes segments only where it heard speech.
     no_speech_prob: f64,
 }
 
@@ -491,9 +493,11 @@ fn render(detail: &SessionDetail, options: &Options) -> Result<Response, ApiErro
                     text: &segment.text,
                     tokens: [],
                     temperature: f64::from(options.decode.temperature),
-                    avg_logprob: segment.confidence.max(1e-9).ln(),
+                    avg_logprob: segment
+                        .avg_logprob
+                        .unwrap_or_else(|| segment.confidence.max(1e-9).ln()),
                     compression_ratio: compression_ratio(&segment.text),
-                    no_speech_prob: 0.0,
+                    no_speech_prob: segment.no_speech_prob.unwrap_or(0.0),
                 })
                 .collect();
             // A translation's text is English, whatever was spoken.

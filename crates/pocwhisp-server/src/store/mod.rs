@@ -185,6 +185,14 @@ pub struct Segment {
     /// the original API's segment).
     #[serde(skip)]
     pub words: Vec<TimedWord>,
+    /// The decoder's mean log-probability of the segment's tokens, when it gives one
+    /// (Whisper), for `verbose_json`.
+    #[serde(skip)]
+    pub avg_logprob: Option<f64>,
+    /// The decoder's probability that the segment's window held no speech, when it gives
+    /// one (Whisper), for `verbose_json`.
+    #[serde(skip)]
+    pub no_speech_prob: Option<f64>,
 }
 
 /// One word of a segment, as OpenAI's `words` list has it.

@@ -157,8 +157,8 @@ fn session_of(row: &Row) -> Session {
 async fn segments_of(connection: &PgConn, session_id: &str) -> Result<Vec<Segment>, StoreError> {
     let rows = connection
         .query(
-            "SELECT speaker, start_time, end_time, text, confidence, words FROM transcript_segments \
-             WHERE session_id = $1 ORDER BY start_time, id",
+            "SELECT speaker, start_time, end_time, text, confidence, words, avg_logprob, \
+             no_speech_prob FROM transcript_segments WHERE session_id = $1 ORDER BY start_time, id",
             &[&session_id],
         )
         .await
@@ -172,6 +172,8 @@ async fn segments_of(connection: &PgConn, session_id: &str) -> Result<Vec<Segmen
             text: row.get(3),
             confidence: row.get(4),
             words: serde_json::from_str(row.get(5)).unwrap_or_default(),
+            avg_logprob: row.get(6),
+            no_speech_prob: row.get(7),
         })
         .collect())
 }
@@ -576,12 +578,26 @@ impl Store for PostgresStore {
                 .map(|s| serde_json::to_string(&s.words))
                 .collect::<Result<Vec<String>, _>>()
                 .map_err(|error| StoreError::Other(error.to_string()))?;
+            let logprobs: Vec<Option<f64>> = segments.iter().map(|s| s.avg_logprob).collect();
+            let no_speech: Vec<Option<f64>> = segments.iter().map(|s| s.no_speech_prob).collect();
             transaction
                 .execute(
                     "INSERT INTO transcript_segments \
-                     (session_id, speaker, start_time, end_time, text, confidence, words) \
-                     SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::float8[], $5::text[], $6::float8[], $7::text[])",
-                    &[&session_id, &speakers, &starts, &ends, &texts, &confidences, &words],
+                     (session_id, speaker, start_time, end_time, text, confidence, words, \
+                     avg_logprob, no_speech_prob) \
+                     SELECT $1, * FROM unnest($2::text[], $3::float8[], $4::float8[], $5::text[], \
+                     $6::float8[], $7::text[], $8::float8[], $9::float8[])",
+                    &[
+                        &session_id,
+                        &speakers,
+                        &starts,
+                        &ends,
+                        &texts,
+                        &confidences,
+                        &words,
+                        &logprobs,
+                        &no_speech,
+                    ],
                 )
                 .await
                 .map_err(pg)?;

@@ -166,8 +166,8 @@ fn session_of(row: &Row<'_>) -> rusqlite::Result<Session> {
 
 fn segments_of(connection: &Connection, session_id: &str) -> rusqlite::Result<Vec<Segment>> {
     let mut statement = connection.prepare_cached(
-        "SELECT speaker, start_time, end_time, text, confidence, words FROM transcript_segments \
-         WHERE session_id = ?1 ORDER BY start_time, id",
+        "SELECT speaker, start_time, end_time, text, confidence, words, avg_logprob, \
+         no_speech_prob FROM transcript_segments WHERE session_id = ?1 ORDER BY start_time, id",
     )?;
     let rows = statement.query_map([session_id], |row| {
         Ok(Segment {
@@ -177,6 +177,8 @@ fn segments_of(connection: &Connection, session_id: &str) -> rusqlite::Result<Ve
             text: row.get(3)?,
             confidence: row.get(4)?,
             words: serde_json::from_str(&row.get::<_, String>(5)?).unwrap_or_default(),
+            avg_logprob: row.get(6)?,
+            no_speech_prob: row.get(7)?,
         })
     })?;
     rows.collect()
@@ -477,8 +479,8 @@ impl Store for SqliteStore {
                 let mut insert = transaction
                     .prepare_cached(
                         "INSERT INTO transcript_segments \
-                         (session_id, speaker, start_time, end_time, text, confidence, words) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         (session_id, speaker, start_time, end_time, text, confidence, words, \
+                         avg_logprob, no_speech_prob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )
                     .map_err(sql)?;
                 for segment in &transcript.segments {
@@ -490,7 +492,9 @@ impl Store for SqliteStore {
                             segment.end_time,
                             segment.text,
                             segment.confidence,
-                            serde_json::to_string(&segment.words).map_err(other)?
+                            serde_json::to_string(&segment.words).map_err(other)?,
+                            segment.avg_logprob,
+                            segment.no_speech_prob
                         ])
                         .map_err(sql)?;
                 }

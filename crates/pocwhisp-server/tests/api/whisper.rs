@@ -67,6 +67,17 @@ async fn openai_clients_get_whisper_under_the_name_they_send() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["text"], "He was not an ill-disposed young man.");
+    // The decoder's own scores, stored with the segment.
+    let segment = &body["segments"][0];
+    let (logprob, no_speech) = (
+        segment["avg_logprob"].as_f64().unwrap(),
+        segment["no_speech_prob"].as_f64().unwrap(),
+    );
+    assert!(
+        (-1.0..0.0).contains(&logprob) && (0.0..0.5).contains(&no_speech),
+        "{segment}"
+    );
+    assert_ne!(no_speech, 0.0, "the engine's, not a placeholder: {segment}");
     assert_eq!(
         (&body["task"], &body["language"]),
         (&"transcribe".into(), &"english".into())
