@@ -270,9 +270,9 @@ impl Transcriber for SphinxEngine {
     }
 }
 
-/// The engine the configuration chose: `Ok(None)` when none is configured or can run
-/// (`auto` on a machine with neither a Whisper model nor PocketSphinx, `whisper` without its
-/// model), with the reason and its fix; the server then starts degraded.
+/// The engine the configuration chose, or `Ok(Err(reason))` when none is configured or can
+/// run (`auto` on a machine with neither a Whisper model nor PocketSphinx, `whisper` without
+/// its model), the reason saying how to fix it; the server then starts degraded.
 ///
 /// # Errors
 ///
