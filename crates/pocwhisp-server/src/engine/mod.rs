@@ -210,17 +210,9 @@ impl SphinxEngine {
     pub fn load(model_dir: PathBuf, decoders: usize) -> Result<Self, EngineError> {
         let sphinx = sphinx::Sphinx::load()?;
         let (pool_sphinx, pool_dir) = (Arc::clone(&sphinx), model_dir.clone());
-        let decoders =
-            ObjectPool::builder(move || sphinx::Decoder::new(Arc::clone(&pool_sphinx), &pool_dir))
-                .name("decoders")
-                .metrics_prefix("pocwhisp_pool")
-                .max_idle(decoders.max(1))
-                .build()
-                .map_err(|error| EngineError::Failed(error.to_string()))?;
-        // One decoder now, to check the model loads; it stays in the pool for the first job.
-        if let Err(error) = &*decoders.get() {
-            return Err(error.clone());
-        }
+        let decoders = checked_pool("decoders", decoders, move || {
+            sphinx::Decoder::new(Arc::clone(&pool_sphinx), &pool_dir)
+        })?;
         Ok(SphinxEngine {
             sphinx,
             model_dir,
@@ -268,6 +260,30 @@ impl Transcriber for SphinxEngine {
     fn register_pools(&self, pools: &PoolManager) {
         pools.register_objects("decoders", &self.decoders);
     }
+}
+
+/// A pool of what each job decodes with (a decoder, a decoding state), made by `make` and
+/// kept up to `keep` idle; one is made now to check that it can be, and stays in the pool for
+/// the first job.
+///
+/// # Errors
+///
+/// The error of that first one.
+fn checked_pool<T: Send + 'static>(
+    name: &'static str,
+    keep: usize,
+    make: impl Fn() -> Result<T, EngineError> + Send + Sync + 'static,
+) -> Result<ObjectPool<Result<T, EngineError>>, EngineError> {
+    let pool = ObjectPool::builder(make)
+        .name(name)
+        .metrics_prefix("pocwhisp_pool")
+        .max_idle(keep.max(1))
+        .build()
+        .map_err(|error| EngineError::Failed(error.to_string()))?;
+    if let Err(error) = &*pool.get() {
+        return Err(error.clone());
+    }
+    Ok(pool)
 }
 
 /// The engine the configuration chose, or `Ok(Err(reason))` when none is configured or can

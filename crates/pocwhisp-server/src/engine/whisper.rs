@@ -85,19 +85,12 @@ impl WhisperEngine {
                 ))
             })?;
         let pool_context = Arc::clone(&context);
-        let states = ObjectPool::builder(move || {
+        let states = super::checked_pool("whisper_states", workers, move || {
             pool_context
                 .create_state()
                 .map_err(|error| EngineError::Failed(format!("a Whisper decoding state: {error}")))
         })
-        .name("whisper_states")
-        .metrics_prefix("pocwhisp_pool")
-        .max_idle(workers.max(1))
-        .build()
-        .map_err(|error| EngineError::Failed(error.to_string()))?;
-        if let Err(error) = &*states.get() {
-            return Err(EngineError::Unavailable(error.to_string()));
-        }
+        .map_err(|error| EngineError::Unavailable(error.to_string()))?;
         Ok(WhisperEngine {
             context,
             model,

@@ -153,15 +153,15 @@ async fn speech_is_translated_on_both_doors_and_the_task_is_kept() {
     );
 }
 
-#[tokio::test]
-async fn without_its_model_the_server_is_degraded_and_names_the_fix() {
-    let empty = tempfile::tempdir().unwrap();
+/// A server whose models directory is `dir`, and what its `/api/v1/ready` says.
+async fn ready_with_models_in(dir: &std::path::Path) -> (TestApp, serde_json::Value) {
+    let dir = dir.to_path_buf();
     let app = spawn_with(|config| {
         config.engine.kind = EngineKind::Whisper;
-        config.models.dir = Some(empty.path().to_path_buf());
+        config.models.dir = Some(dir);
     })
     .await;
-    let ready: serde_json::Value = app
+    let ready = app
         .get("/api/v1/ready")
         .send()
         .await
@@ -169,6 +169,13 @@ async fn without_its_model_the_server_is_degraded_and_names_the_fix() {
         .json()
         .await
         .unwrap();
+    (app, ready)
+}
+
+#[tokio::test]
+async fn without_its_model_the_server_is_degraded_and_names_the_fix() {
+    let empty = tempfile::tempdir().unwrap();
+    let (app, ready) = ready_with_models_in(empty.path()).await;
     assert_eq!(ready["status"], "degraded");
     assert!(
         ready["reason"]
@@ -191,19 +198,8 @@ async fn without_its_model_the_server_is_degraded_and_names_the_fix() {
         vec![0u8; 1024],
     )
     .unwrap();
-    let app = spawn_with(|config| {
-        config.engine.kind = EngineKind::Whisper;
-        config.models.dir = Some(empty.path().to_path_buf());
-    })
-    .await;
-    let ready: serde_json::Value = app
-        .get("/api/v1/ready")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, ready) = ready_with_models_in(empty.path()).await;
+    assert_eq!(ready["status"], "degraded");
     assert!(
         ready["reason"]
             .as_str()
