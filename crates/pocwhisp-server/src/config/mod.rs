@@ -910,9 +910,9 @@ impl Default for WhisperEngineConfig {
 
 impl WhisperEngineConfig {
     /// Workers when `request_pool.workers` is 0: one per four cores. A job's latency falls
-    /// with the threads it decodes with (two workers of one thread each took twice as long
-    /// per file as one of two threads, for no more throughput: docs/PERFORMANCE.md), and
-    /// whisper.cpp's threads scale well up to about four.
+    /// with the threads it decodes with: on 2 cores two workers of one thread each took twice
+    /// as long per file as one of two threads, for no more throughput (docs/PERFORMANCE.md).
+    /// Four threads a worker on larger machines is a choice, not yet measured here.
     pub fn default_workers(cores: usize) -> usize {
         (cores / 4).max(1)
     }

@@ -16,7 +16,7 @@ use perf_pool::object::ObjectPool;
 use perf_pool::task::CancelToken;
 
 pub use segments::{segments_of, speakers_for, text_of};
-pub use whisper::{WhisperEngine, is_silent};
+pub use whisper::WhisperEngine;
 
 use crate::config::{EngineConfig, EngineKind};
 

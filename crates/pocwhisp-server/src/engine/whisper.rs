@@ -155,7 +155,7 @@ unsafe extern "C" fn abort_when_cancelled(user_data: *mut std::ffi::c_void) -> b
 }
 
 /// Whether `samples` hold no 30 ms frame louder than the speech floor.
-pub fn is_silent(samples: &[f32]) -> bool {
+fn is_silent(samples: &[f32]) -> bool {
     samples.chunks(480).all(|frame| {
         let energy: f64 = frame.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
         (energy / frame.len() as f64).sqrt() < SPEECH_FLOOR

@@ -368,7 +368,6 @@ fn run_engine(
     let decoded =
         decode::decode(path, audio).map_err(|error| JobError::Failed(error.to_string()))?;
     let mut channels = Vec::with_capacity(decoded.channels.len());
-    let mut language = None;
     for samples in &decoded.channels {
         let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate)
             .map_err(JobError::Failed)?;
@@ -384,16 +383,19 @@ fn run_engine(
                 EngineError::Unreachable(reason) => JobError::Unreachable(reason),
                 other => JobError::Failed(other.to_string()),
             })?;
-        // Stereo: the language of the first channel that said anything.
-        let spoke_before = channels
-            .iter()
-            .any(|utterances: &Vec<_>| !utterances.is_empty());
-        if !spoke_before && (language.is_none() || !heard.utterances.is_empty()) {
-            language = heard.language.or(language);
-        }
-        channels.push(heard.utterances);
+        channels.push(heard);
     }
-    let segments = segments_of(&channels);
+    // Stereo: the language of the first channel that said anything, else of the first.
+    let language = channels
+        .iter()
+        .find(|channel| !channel.utterances.is_empty())
+        .or(channels.first())
+        .and_then(|channel| channel.language.clone());
+    let utterances: Vec<_> = channels
+        .into_iter()
+        .map(|channel| channel.utterances)
+        .collect();
+    let segments = segments_of(&utterances);
     Ok(Transcript {
         summary: summary::summarize(&segments),
         segments,

@@ -205,32 +205,14 @@ fn options(
     }
     // OpenAI's translations take no language: the speech's is detected, the text is English.
     let language = match task {
-        Task::Transcribe => field(fields, "language")
-            .filter(|language| !language.is_empty())
-            .map(str::to_ascii_lowercase),
+        Task::Transcribe => field(fields, "language"),
         Task::Translate => None,
     };
-    if let Some(language) = &language
-        && !(2..=3).contains(&language.len())
-    {
-        return Err(ApiError::invalid_parameter(
-            "language",
-            "an ISO-639-1 code such as `en`",
-        ));
-    }
-    let prompt = field(fields, "prompt")
-        .filter(|prompt| !prompt.is_empty())
-        .map(str::to_owned);
     Ok(Options {
         format,
         words: granularities.contains(&"word"),
         stream,
-        decode: DecodeOptions {
-            language,
-            task,
-            prompt,
-            temperature: temperature as f32,
-        },
+        decode: upload::decode_options(language, task, field(fields, "prompt"), temperature as f32),
     })
 }
 
@@ -613,6 +595,18 @@ mod tests {
         assert_eq!(
             (translated.task, translated.language),
             (Task::Translate, None)
+        );
+        let blank = options(
+            &fields(&[("model", "sphinx"), ("language", " "), ("prompt", "")]),
+            &models,
+            Task::Transcribe,
+        )
+        .unwrap()
+        .decode;
+        assert_eq!(
+            (blank.language, blank.prompt),
+            (None, None),
+            "blank fields are absent"
         );
     }
 }

@@ -16,7 +16,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::upload::{self, Caller, store_error};
-use crate::engine::{DecodeOptions, Task};
+use crate::engine::Task;
 use crate::http::{ApiError, Path, Query};
 use crate::jobs::validate_callback;
 use crate::redis::{decode_session, encode_session};
@@ -98,20 +98,12 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let config = state.config();
     let jobs = upload::accepting(&state)?;
-    let options = DecodeOptions {
-        language: query
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|language| !language.is_empty())
-            .map(str::to_ascii_lowercase),
-        task: query.task,
-        prompt: query
-            .prompt
-            .clone()
-            .filter(|prompt| !prompt.trim().is_empty()),
-        temperature: 0.0,
-    };
+    let options = upload::decode_options(
+        query.language.as_deref(),
+        query.task,
+        query.prompt.as_deref(),
+        0.0,
+    );
     upload::check_options(jobs.engine(), &options)?;
     if let Some(url) = &query.callback_url {
         validate_callback(

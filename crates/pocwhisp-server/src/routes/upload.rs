@@ -218,13 +218,40 @@ pub(crate) async fn receive(
     })
 }
 
-/// Checks what a client asked of the engine before a byte of audio is kept: a language the
-/// engine transcribes (400 naming the ones it does), and translation only from an engine
-/// that translates.
+/// What a client asked of the engine, as both doors take it: blank fields are absent, the
+/// language code in lower case.
+pub(crate) fn decode_options(
+    language: Option<&str>,
+    task: Task,
+    prompt: Option<&str>,
+    temperature: f32,
+) -> DecodeOptions {
+    fn present(text: Option<&str>) -> Option<&str> {
+        text.map(str::trim).filter(|text| !text.is_empty())
+    }
+    DecodeOptions {
+        language: present(language).map(str::to_ascii_lowercase),
+        task,
+        prompt: present(prompt).map(str::to_owned),
+        temperature,
+    }
+}
+
+/// Checks what a client asked of the engine before a byte of audio is kept: a language code,
+/// one the engine transcribes (400 naming the ones it does), and translation only from an
+/// engine that translates.
 pub(crate) fn check_options(
     engine: &dyn Transcriber,
     options: &DecodeOptions,
 ) -> Result<(), ApiError> {
+    if let Some(language) = &options.language
+        && !(2..=3).contains(&language.len())
+    {
+        return Err(ApiError::invalid_parameter(
+            "language",
+            "an ISO-639-1 code such as `en`",
+        ));
+    }
     if let Some(language) = &options.language
         && !engine.understands(language)
     {

@@ -77,7 +77,10 @@ async fn openai_clients_get_whisper_under_the_name_they_send() {
         (-1.0..0.0).contains(&logprob) && (0.0..0.5).contains(&no_speech),
         "{segment}"
     );
-    assert_ne!(no_speech, 0.0, "the engine's, not a placeholder: {segment}");
+    assert_ne!(
+        no_speech, 0.0,
+        "whisper.cpp's own probability, not the 0 given for engines without one: {segment}"
+    );
     assert_eq!(
         (&body["task"], &body["language"]),
         (&"transcribe".into(), &"english".into())
