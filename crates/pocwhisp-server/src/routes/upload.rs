@@ -238,7 +238,7 @@ pub(crate) fn decode_options(
 }
 
 /// Checks what a client asked of the engine before a byte of audio is kept: a language code,
-/// one the engine transcribes (400 naming the ones it does), and translation only from an
+/// a prompt that is a C string (whisper.cpp's), a language the engine transcribes (400 naming the ones it does), and translation only from an
 /// engine that translates.
 pub(crate) fn check_options(
     engine: &dyn Transcriber,
@@ -250,6 +250,16 @@ pub(crate) fn check_options(
         return Err(ApiError::invalid_parameter(
             "language",
             "an ISO-639-1 code such as `en`",
+        ));
+    }
+    if options
+        .prompt
+        .as_deref()
+        .is_some_and(|prompt| prompt.contains('\0'))
+    {
+        return Err(ApiError::invalid_parameter(
+            "prompt",
+            "text without NUL characters",
         ));
     }
     if let Some(language) = &options.language

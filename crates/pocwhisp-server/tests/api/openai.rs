@@ -262,6 +262,15 @@ async fn errors_are_openai_shaped_and_name_the_parameter() {
         ),
         (vec![("model", "sphinx"), ("stream", "maybe")], "stream"),
         (vec![("model", "sphinx"), ("language", "fr")], "language"),
+        (
+            vec![("model", "sphinx"), ("language", "english")],
+            "language",
+        ),
+        // whisper.cpp takes the prompt as a C string: a NUL would end it (whisper-rs panics).
+        (
+            vec![("model", "sphinx"), ("prompt", "Dash\0wood")],
+            "prompt",
+        ),
     ] {
         let (status, got, code) = openai_error(transcribe(&app, form(&fields)).await).await;
         assert_eq!((status, got.as_deref()), (400, Some(param)), "{fields:?}");
