@@ -895,6 +895,32 @@ pub struct WhisperEngineConfig {
     pub beam_size: usize,
     /// Candidates sampled at each fallback temperature above 0.
     pub best_of: usize,
+    /// How much audio the encoder takes in to find the words of a clip shorter than
+    /// Whisper's 30-second window.
+    pub window: WhisperWindow,
+}
+
+/// How much audio Whisper's encoder takes in to find the words of a short clip (the
+/// language is always detected from the clip's own length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhisperWindow {
+    /// The whole 30-second window, the clip padded with silence, as OpenAI's transcriber
+    /// and faster-whisper encode.
+    #[default]
+    Full,
+    /// The clip's own length and a second: several times faster on short clips, and a word
+    /// or two per hundred heard differently on the recordings here (docs/PERFORMANCE.md).
+    Fitted,
+}
+
+impl fmt::Display for WhisperWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WhisperWindow::Full => "full",
+            WhisperWindow::Fitted => "fitted",
+        })
+    }
 }
 
 impl Default for WhisperEngineConfig {
@@ -904,6 +930,7 @@ impl Default for WhisperEngineConfig {
             threads: 0,
             beam_size: 5,
             best_of: 5,
+            window: WhisperWindow::Full,
         }
     }
 }

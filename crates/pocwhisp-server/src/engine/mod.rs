@@ -6,7 +6,7 @@ pub mod openai;
 mod segments;
 mod sphinx;
 pub mod summary;
-mod whisper;
+pub mod whisper;
 
 use std::path::PathBuf;
 use std::sync::Arc;

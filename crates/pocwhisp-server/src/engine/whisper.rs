@@ -4,7 +4,9 @@
 //! The model is loaded once, after its bytes are checked against the catalog's pin, and
 //! shared; each worker takes a decoding state of its own from a pool (a state holds the
 //! key-value caches and compute buffers, tens of MB, so they are made on demand and kept up
-//! to the worker count). whisper.cpp does what OpenAI's reference transcriber does: 30-second
+//! to the worker count). The language, unless given, is detected from an encoding of the
+//! clip's own length ([`detect_language`]); the words come from full 30-second windows, or
+//! from the clip's own length too with `engine.whisper.window: fitted`. whisper.cpp does what OpenAI's reference transcriber does: 30-second
 //! windows advanced by the predicted timestamps, beam search at temperature 0 with the
 //! fallback to higher temperatures when a window's average log-probability is low or its
 //! text too repetitive, and a window skipped as non-speech when its no-speech probability is
@@ -23,7 +25,7 @@ use whisper_rs::{
 };
 
 use super::{DecodeOptions, Decoded, EngineError, Scores, Task, Transcriber, Utterance, Word};
-use crate::config::WhisperEngineConfig;
+use crate::config::{WhisperEngineConfig, WhisperWindow};
 use crate::models;
 
 /// Whisper's sample rate.
@@ -31,6 +33,79 @@ const SAMPLE_RATE: f64 = 16_000.0;
 
 /// Frames of 30 ms whose RMS stays under this (about -50 dBFS) are not speech.
 const SPEECH_FLOOR: f64 = 0.003;
+
+/// Samples per encoder position: the encoder halves the mel spectrogram's 100 frames per
+/// second into 50 positions.
+const SAMPLES_PER_POSITION: usize = 320;
+
+/// The encoder's full window: 30 seconds.
+const WINDOW_POSITIONS: usize = 1500;
+
+/// Encoder positions encoded past the end of a short clip: one second.
+const FIT_MARGIN: usize = 50;
+
+/// Fitted widths are multiples of this (1.28 s).
+const FIT_STEP: usize = 64;
+
+/// The encoder positions that hold `samples` of audio: its own length plus a second,
+/// rounded up to a step, or 0 (whisper.cpp's full 30-second window) for audio that fills a
+/// window.
+///
+/// Whisper was trained on windows padded with silence to 30 s, and whisper.cpp encodes all
+/// of a window however short the clip; encoding only the clip's length (whisper.cpp's
+/// `audio_ctx`) costs a fraction of that. On the recorded speech here it detected the same
+/// language and ran about five times faster, but heard a word or two per hundred
+/// differently (docs/PERFORMANCE.md): what `WhisperWindow` trades.
+#[must_use]
+pub fn audio_context(samples: usize) -> i32 {
+    let positions =
+        (samples.div_ceil(SAMPLES_PER_POSITION) + FIT_MARGIN).next_multiple_of(FIT_STEP);
+    i32::try_from(positions)
+        .ok()
+        .filter(|&positions| positions < WINDOW_POSITIONS as i32)
+        .unwrap_or(0)
+}
+
+/// The language of `audio` (its id, and the probability of every language), from an
+/// encoding `width` positions wide ([`audio_context`]; 0: the full window).
+///
+/// whisper.cpp detects with the width its state kept from its last decode, so the state is
+/// set to `width` first, by a decode of a tenth of a second with the language given (which
+/// stores the width and ends before encoding: whisper.cpp leaves the last 100 ms of any
+/// audio undecoded; should that change, the encoder-begin callback still stops it). The
+/// language a clip is heard in then never depends on the clip decoded before it.
+///
+/// # Errors
+///
+/// whisper.cpp's.
+pub fn detect_language(
+    state: &mut WhisperState,
+    audio: &[f32],
+    width: i32,
+    threads: usize,
+) -> Result<(i32, Vec<f32>), whisper_rs::WhisperError> {
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_language(Some("en"));
+    params.set_audio_ctx(width);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_timestamps(false);
+    // SAFETY: `stop_before_encoding` reads nothing and answers false.
+    unsafe { params.set_start_encoder_callback(Some(stop_before_encoding)) };
+    // 1700 samples make the 10 mel frames of a tenth of a second.
+    state.full(params, &[0.0; 1_700])?;
+    state.pcm_to_mel(audio, threads)?;
+    state.lang_detect(0, threads)
+}
+
+/// whisper.cpp's encoder-begin callback: never start.
+unsafe extern "C" fn stop_before_encoding(
+    _context: *mut sys::whisper_context,
+    _state: *mut sys::whisper_state,
+    _user_data: *mut std::ffi::c_void,
+) -> bool {
+    false
+}
 
 /// Whisper in this process.
 pub struct WhisperEngine {
@@ -40,6 +115,7 @@ pub struct WhisperEngine {
     threads: usize,
     beam_size: usize,
     best_of: usize,
+    window: WhisperWindow,
 }
 
 impl std::fmt::Debug for WhisperEngine {
@@ -98,14 +174,18 @@ impl WhisperEngine {
             threads: config.threads_per_worker(workers),
             beam_size: config.beam_size,
             best_of: config.best_of,
+            window: config.window,
         })
     }
 
-    /// The decoding parameters of one job. `cancel` is read by whisper.cpp between graph
-    /// computations, so it must outlive the decoding that uses these parameters.
+    /// The decoding parameters of one job in `language`, at encoder `width`. `cancel` is
+    /// read by whisper.cpp between graph computations, so it must outlive the decoding that
+    /// uses these parameters.
     fn params<'a>(
         &self,
         options: &'a DecodeOptions,
+        language: &'a str,
+        width: i32,
         cancel: &'a CancelToken,
     ) -> FullParams<'a, 'a> {
         let strategy = if self.beam_size > 1 {
@@ -120,9 +200,9 @@ impl WhisperEngine {
         };
         let mut params = FullParams::new(strategy);
         params.set_n_threads(self.threads as i32);
+        params.set_audio_ctx(width);
         params.set_translate(options.task == Task::Translate);
-        params.set_language(Some(options.language.as_deref().unwrap_or("auto")));
-        params.set_detect_language(false);
+        params.set_language(Some(language));
         params.set_temperature(options.temperature);
         if let Some(prompt) = &options.prompt {
             params.set_initial_prompt(prompt);
@@ -196,12 +276,27 @@ impl Transcriber for WhisperEngine {
             Ok(state) => state,
             Err(error) => return Err(error.clone()),
         };
+        let fitted = audio_context(audio.len());
+        let language = match &options.language {
+            Some(language) => language.clone(),
+            None => {
+                let (id, _) = detect_language(state, &audio, fitted, self.threads)
+                    .map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
+                whisper_rs::get_lang_str(id)
+                    .ok_or_else(|| EngineError::Failed(format!("whisper.cpp: language id {id}")))?
+                    .to_owned()
+            }
+        };
+        let width = match self.window {
+            WhisperWindow::Full => 0,
+            WhisperWindow::Fitted => fitted,
+        };
         let mut collector = Collector {
             on_utterance,
             utterances: Vec::new(),
             duration: audio.len() as f64 / SAMPLE_RATE,
         };
-        let mut params = self.params(options, cancel);
+        let mut params = self.params(options, &language, width, cancel);
         // whisper-rs's safe segment callback leaks its closure on every call: the plain C
         // callback is given the collector on this stack frame instead.
         // SAFETY: whisper.cpp calls `on_new_segments` only from inside `full` below, on this
@@ -215,12 +310,9 @@ impl Transcriber for WhisperEngine {
             return Err(EngineError::Cancelled);
         }
         outcome.map_err(|error| EngineError::Failed(format!("whisper.cpp: {error}")))?;
-        let language = options.language.clone().or_else(|| {
-            whisper_rs::get_lang_str(state.full_lang_id_from_state()).map(str::to_owned)
-        });
         Ok(Decoded {
             utterances: collector.utterances,
-            language,
+            language: Some(language),
         })
     }
 
@@ -251,8 +343,8 @@ impl Transcriber for WhisperEngine {
         super::EngineStatus {
             status: "ok",
             detail: format!(
-                "whisper ({}, {} threads per worker, beam {})",
-                self.model, self.threads, self.beam_size
+                "whisper ({}, {} threads per worker, beam {}, {} windows)",
+                self.model, self.threads, self.beam_size, self.window
             ),
         }
     }
