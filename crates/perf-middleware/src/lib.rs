@@ -6,6 +6,7 @@ pub use perf_core::clock;
 pub mod compression;
 pub mod load_shed;
 pub mod metrics;
+pub mod normalize_path;
 pub mod performance;
 pub mod rate_limit;
 pub mod request_id;

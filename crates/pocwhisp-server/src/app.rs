@@ -13,6 +13,7 @@ use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig, WarmupError};
 use perf_core::sync::{read, write};
 use perf_middleware::compression::CompressionConfig;
+use perf_middleware::normalize_path::NormalizePathLayer;
 use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
 use perf_middleware::rate_limit::redis::RedisRateLimiter;
 use perf_middleware::rate_limit::{ConfiguredKey, KeyValue, Quota, RateLimitLayer, RateLimiter};
@@ -274,6 +275,10 @@ impl Application {
         let _ = state.inner.router.set(router.clone());
         let config = Arc::clone(&state.inner.config);
         let service = ServiceBuilder::new()
+            // One spelling per path before anything routes, authorises or caches by it: an
+            // escaped letter or a doubled slash would otherwise be another cache entry,
+            // still served after a delete invalidated the first.
+            .layer(NormalizePathLayer::new())
             .layer(error_body::RenderErrorsLayer)
             .layer(TraceLayer::new(config.monitoring.slow_request_threshold))
             .layer(LatencyLayer::new(state.inner.profiler.latency().clone()))

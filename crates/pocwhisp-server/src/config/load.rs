@@ -116,29 +116,67 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
-/// The `POCWHISP_*` variables: the operator names (`POCWHISP_LISTEN`, `POCWHISP_DATA_DIR`,
-/// `POCWHISP_DATABASE_URL`, `POCWHISP_REDIS_URL`, `POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
-/// `POCWHISP_ENGINE`, `POCWHISP_MODELS_DIR`, `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__`
-/// between its parts (`POCWHISP_CACHE__TTL=10m`). Any other `POCWHISP_` name is an unknown
-/// key, refused like one in the file.
+/// The variables' prefix.
+const PREFIX: &str = "POCWHISP_";
+
+/// The `POCWHISP_*` variables other than secrets ([`secret_variables`]): the operator names
+/// (`POCWHISP_LISTEN`, `POCWHISP_DATA_DIR`, `POCWHISP_ENGINE`, `POCWHISP_MODELS_DIR`,
+/// `POCWHISP_ENV`, `POCWHISP_LOG_FORMAT`), and any key written with `__` between its parts
+/// (`POCWHISP_CACHE__TTL=10m`). Any other `POCWHISP_` name is an unknown key, refused like
+/// one in the file. figment reads their values as YAML scalars would be (`8` a number,
+/// `true` a boolean).
 fn environment_variables() -> Env {
-    Env::prefixed("POCWHISP_").map(|key| {
-        let key = key.as_str().to_ascii_lowercase();
-        let mapped = match key.as_str() {
-            "env" => "environment".to_owned(),
-            "listen" => "server.listen".to_owned(),
-            "data_dir" => "server.data_dir".to_owned(),
-            "database_url" => "database.url".to_owned(),
-            "redis_url" => "redis.url".to_owned(),
-            "admin_token" => "auth.admin_tokens".to_owned(),
-            "api_token" => "auth.api_tokens".to_owned(),
-            "engine" => "engine.kind".to_owned(),
-            "models_dir" => "models.dir".to_owned(),
-            "log_format" => "log.format".to_owned(),
-            other => other.replace("__", "."),
-        };
-        mapped.into()
+    Env::prefixed(PREFIX).filter_map(|key| {
+        let key = key_of(key.as_str());
+        (!is_secret(&key)).then(|| key.into())
     })
+}
+
+/// The secret `POCWHISP_*` variables (`POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`,
+/// `POCWHISP_DATABASE_URL`, `POCWHISP_REDIS_URL`, and any other key that names a token, URL,
+/// password or key), each taken as the text it is: parsed like the others, the token
+/// `0123` would become the number 123, and `true` a boolean.
+fn secret_variables() -> Vec<Serialized<String>> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            // Matched without regard to case, as figment matches the prefix.
+            let name = name.to_str()?;
+            let prefix = name.get(..PREFIX.len())?;
+            let key = key_of(&name[prefix.len()..]);
+            if !prefix.eq_ignore_ascii_case(PREFIX) || !is_secret(&key) {
+                return None;
+            }
+            Some(Serialized::default(&key, value.into_string().ok()?))
+        })
+        .collect()
+}
+
+/// The configuration key a variable's name (without the prefix) sets.
+fn key_of(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "env" => "environment".to_owned(),
+        "listen" => "server.listen".to_owned(),
+        "data_dir" => "server.data_dir".to_owned(),
+        "database_url" => "database.url".to_owned(),
+        "redis_url" => "redis.url".to_owned(),
+        "admin_token" => "auth.admin_tokens".to_owned(),
+        "api_token" => "auth.api_tokens".to_owned(),
+        "engine" => "engine.kind".to_owned(),
+        "models_dir" => "models.dir".to_owned(),
+        "log_format" => "log.format".to_owned(),
+        other => other.replace("__", "."),
+    }
+}
+
+/// Whether `key` holds a secret, whose text must be kept as it is (a list of tokens too,
+/// written as one comma-separated text).
+fn is_secret(key: &str) -> bool {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    leaf.ends_with("_tokens")
+        || ["token", "url", "password", "secret", "api_key"]
+            .iter()
+            .any(|word| leaf == *word || leaf.ends_with(&format!("_{word}")))
 }
 
 /// Loads the configuration: `file` (if given), its environment overrides, the `POCWHISP_*`
@@ -157,17 +195,20 @@ pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigErro
     let environment: Environment = Figment::from(Serialized::defaults(Config::default()))
         .merge(file_layer())
         .merge(
-            Env::prefixed("POCWHISP_")
+            Env::prefixed(PREFIX)
                 .only(&["env"])
                 .map(|_| "environment".into()),
         )
         .merge(Serialized::defaults(flags.as_dict()))
         .extract_inner("environment")?;
     let overrides = file_layer().focus(&format!("environments.{environment}"));
-    let config: Config = Figment::from(Serialized::defaults(Config::for_environment(environment)))
+    let config = Figment::from(Serialized::defaults(Config::for_environment(environment)))
         .merge(file_layer())
         .merge(overrides)
-        .merge(environment_variables())
+        .merge(environment_variables());
+    let config: Config = secret_variables()
+        .into_iter()
+        .fold(config, Figment::merge)
         .merge(Serialized::defaults(flags.as_dict()))
         .extract()?;
     config.validate()?;
@@ -209,6 +250,35 @@ fn mask_password(url: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::LogFormat;
+
+    #[test]
+    fn secrets_are_told_from_settings_by_their_keys() {
+        for name in [
+            "API_TOKEN",
+            "ADMIN_TOKEN",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "AUTH__API_TOKENS",
+        ] {
+            assert!(is_secret(&key_of(name)), "{name}");
+        }
+        for key in [
+            "engine.openai.endpoints.api_key",
+            "jobs.webhook_secret",
+            "a.password",
+        ] {
+            assert!(is_secret(key), "{key}");
+        }
+        for name in [
+            "CACHE__TTL",
+            "REQUEST_POOL__WORKERS",
+            "LISTEN",
+            "AUTH__TOKENS",
+            "ENV",
+        ] {
+            assert!(!is_secret(&key_of(name)), "{name}");
+        }
+    }
 
     fn shipped() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pocwhisp.yaml")

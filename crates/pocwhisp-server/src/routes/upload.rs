@@ -95,8 +95,35 @@ pub(crate) struct Upload {
     pub(crate) fields: BTreeMap<String, Vec<String>>,
 }
 
-/// Text fields a multipart upload may carry besides the file, all together.
+/// Text fields a multipart upload may carry besides the file, all together, names included.
 const MAX_FIELD_BYTES: usize = 64 << 10;
+
+/// Parts a multipart upload may have, the file included.
+const MAX_PARTS: usize = 64;
+
+/// Bytes of a file name kept; a longer name is cut at a character boundary.
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// The file name a client gave, as it is kept: control characters dropped, at most
+/// [`MAX_FILE_NAME_BYTES`] bytes, `upload` when nothing is left.
+fn file_name(given: Option<&str>) -> String {
+    let mut name = String::new();
+    for character in given
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+    {
+        if name.len() + character.len_utf8() > MAX_FILE_NAME_BYTES {
+            break;
+        }
+        name.push(character);
+    }
+    if name.trim().is_empty() {
+        "upload".to_owned()
+    } else {
+        name
+    }
+}
 
 /// Reads the request into an [`Upload`]: multipart, with the audio in the first field named
 /// in `file_fields` (streamed to disk) and the other fields kept as text; or a raw body with
@@ -144,11 +171,25 @@ pub(crate) async fn receive(
             })?;
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut field_bytes = 0;
+        let mut parts = 0;
         let mut file = None;
+        let fields_too_large = || {
+            ApiError::PayloadTooLarge(format!(
+                "the form fields besides the file are larger than the {} KiB accepted",
+                MAX_FIELD_BYTES >> 10
+            ))
+        };
         while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(ApiError::BadRequest {
+                    code: "invalid_multipart",
+                    message: format!("a form of more than {MAX_PARTS} parts"),
+                });
+            }
             let name = field.name().unwrap_or_default().to_owned();
             if file.is_none() && file_fields.contains(&name.as_str()) {
-                let original = field.file_name().unwrap_or("upload").to_owned();
+                let original = file_name(field.file_name());
                 let mut upload = Receiving::start(data_dir, limit)
                     .await
                     .map_err(intake_error)?;
@@ -163,14 +204,24 @@ pub(crate) async fn receive(
                 while field.chunk().await.map_err(multipart_error)?.is_some() {}
                 continue;
             }
-            let value = field.text().await.map_err(multipart_error)?;
-            field_bytes += name.len() + value.len();
-            if field_bytes > MAX_FIELD_BYTES {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "the form fields besides the file are larger than the {} KiB accepted",
-                    MAX_FIELD_BYTES >> 10
-                )));
+            // Read a chunk at a time and refused as soon as the fields pass their limit: a
+            // field is never held whole before it is measured.
+            field_bytes += name.len();
+            let mut value = Vec::new();
+            loop {
+                if field_bytes + value.len() > MAX_FIELD_BYTES {
+                    return Err(fields_too_large());
+                }
+                match field.chunk().await.map_err(multipart_error)? {
+                    Some(chunk) => value.extend_from_slice(&chunk),
+                    None => break,
+                }
             }
+            field_bytes += value.len();
+            let value = String::from_utf8(value).map_err(|_| ApiError::BadRequest {
+                code: "invalid_multipart",
+                message: format!("the form field `{name}` is not UTF-8 text"),
+            })?;
             fields.entry(name).or_default().push(value);
         }
         let Some((received, original_name)) = file else {
@@ -399,5 +450,22 @@ pub(crate) async fn finished(
         {
             return Ok(Some(detail));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_is_kept_without_control_characters_and_within_its_length() {
+        assert_eq!(file_name(Some("memo.m4a")), "memo.m4a");
+        assert_eq!(file_name(Some("a\r\nb\u{0}c\u{1b}[31m.wav")), "abc[31m.wav");
+        assert_eq!(file_name(None), "upload");
+        assert_eq!(file_name(Some("\t\n")), "upload");
+        let long = "é".repeat(1_000);
+        let kept = file_name(Some(&long));
+        assert!(kept.len() <= MAX_FILE_NAME_BYTES && kept.len() >= MAX_FILE_NAME_BYTES - 1);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 }

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{ADMIN, USER, error_of, spawn_app};
+use crate::helpers::{ADMIN, USER, error_of, spawn_app, start_binary};
 
 const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/performance/metrics"),
@@ -148,4 +148,35 @@ async fn made_up_tokens_do_not_get_fresh_rate_limit_buckets() {
         .await
         .unwrap();
     assert_eq!(user.status(), 200);
+}
+
+/// Tokens in the environment are text, whatever they look like: `0123` keeps its zero
+/// (figment read it as the number 123) and `true` is a token, not a boolean.
+#[tokio::test]
+async fn tokens_from_the_environment_are_taken_as_written() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (_child, base) = start_binary(
+        data_dir.path(),
+        &[
+            ("POCWHISP_API_TOKEN", "0123,true"),
+            ("POCWHISP_ADMIN_TOKEN", "000"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str, token: &'static str| {
+        let request = client.get(format!("{base}{path}")).bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status("/api/v1/transcribe", "0123").await, StatusCode::OK);
+    assert_eq!(status("/api/v1/transcribe", "true").await, StatusCode::OK);
+    assert_eq!(
+        status("/api/v1/transcribe", "123").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status("/api/v1/cache/stats", "000").await, StatusCode::OK);
+    assert_eq!(
+        status("/api/v1/cache/stats", "0").await,
+        StatusCode::UNAUTHORIZED
+    );
 }

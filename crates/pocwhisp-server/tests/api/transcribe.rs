@@ -569,6 +569,39 @@ async fn reads_are_cached_privately_with_etags_until_deleted() {
     assert_eq!(error_of(gone).await.0, 404, "the cached copy went with it");
 }
 
+/// Another spelling of a session's path (an escaped letter, a doubled slash) is the same
+/// resource: it shares the cached copy, and nothing of it is served once it is deleted.
+#[tokio::test]
+async fn every_spelling_of_a_path_is_one_cache_entry_and_goes_with_the_delete() {
+    let app = spawn_app().await;
+    let session = app.transcribe(USER, wav(FIRST)).await;
+    let id = session["session_id"].as_str().unwrap();
+    let path = format!("/api/v1/transcribe/{id}");
+    let spellings = [
+        format!("/api/v1/transcribe/%{:02x}{}", id.as_bytes()[0], &id[1..]),
+        format!("/api/v1//transcribe/{id}"),
+        format!("/api/%76%31/transcribe/{id}"),
+    ];
+    let first = app.get(&path).bearer_auth(USER).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    for spelling in &spellings {
+        let read = app.get(spelling).bearer_auth(USER).send().await.unwrap();
+        assert_eq!(read.status(), 200, "{spelling}");
+        assert_eq!(read.headers()["x-cache"], "HIT", "{spelling}");
+    }
+    let deleted = app
+        .request(reqwest::Method::DELETE, &spellings[0])
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for spelling in spellings.iter().chain([&path]) {
+        let gone = app.get(spelling).bearer_auth(USER).send().await.unwrap();
+        assert_eq!(error_of(gone).await.0, 404, "{spelling}");
+    }
+}
+
 #[tokio::test]
 async fn the_same_audio_is_stored_once_and_its_file_goes_with_the_last_session() {
     let app = spawn_app().await;
