@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 use tower::util::Either;
 
+use crate::audio::intake;
 use crate::config::{AlertSeverity, Config, Role};
 use crate::http::{
     AuthenticateLayer, Principal, TokenSummary, Tokens, error_body, serve, trace::TraceLayer,
@@ -235,6 +236,7 @@ impl Application {
                 redis,
                 read_host: RwLock::default(),
                 audio_locks: Default::default(),
+                upload_sweeper: Default::default(),
             }),
         };
         register_probes(&state);
@@ -603,6 +605,28 @@ pub(crate) fn publish_gauges(state: &AppState) {
 }
 
 /// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
+/// Removes the partial uploads a process that ended while receiving them left behind: at
+/// start, then every minute.
+fn sweep_abandoned_uploads(state: &AppState) -> JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let shared = &state.inner;
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            let swept = shared
+                .upload_sweeper
+                .sweep(&shared.config.server.data_dir, intake::ABANDONED_AFTER)
+                .await;
+            match swept {
+                Ok(0) => {}
+                Ok(removed) => tracing::warn!(removed, "removed abandoned partial uploads"),
+                Err(error) => tracing::warn!(%error, "cannot sweep abandoned partial uploads"),
+            }
+        }
+    })
+}
+
 fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     let shared = &state.inner;
     let sampler = shared.profiler.spawn();
@@ -619,7 +643,12 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
         state: state.clone(),
     });
     let guard = shared.memory.spawn(Duration::from_secs(1), relief);
-    let mut tasks = vec![upkeep, guard, refresh_store_stats(state)];
+    let mut tasks = vec![
+        upkeep,
+        guard,
+        refresh_store_stats(state),
+        sweep_abandoned_uploads(state),
+    ];
     if let Some(url) = &shared.config.alerts.webhook_url {
         tasks.push(crate::alerts::spawn_webhook(&shared.profiler, url.clone()));
     }

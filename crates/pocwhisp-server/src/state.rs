@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) redis: Option<Arc<crate::redis::Redis>>,
     /// Storing and deleting audio files, one hash at a time.
     pub(crate) audio_locks: crate::audio::intake::AudioLocks,
+    /// Partial uploads abandoned by a process that ended while receiving them.
+    pub(crate) upload_sweeper: crate::audio::intake::UploadSweeper,
     /// The `Host` clients last read a session under: cached reads are keyed by it, so the
     /// warm-up reads under it too.
     pub(crate) read_host: RwLock<Option<http::HeaderValue>>,

@@ -4,6 +4,8 @@
 //! stored once.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::fs::File;
@@ -120,6 +122,58 @@ impl Drop for Receiving {
     }
 }
 
+/// A temporary file not written for this long belongs to an upload that will never finish:
+/// one cut off by the end of a process (a crash, a kill, the OOM killer), since a client that
+/// goes away takes its file with it ([`Receiving`]'s drop). An upload still arriving writes
+/// its file with every chunk it receives.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Abandoned temporary files: removed from `data_dir/tmp` by [`UploadSweeper::sweep`], and
+/// counted.
+#[derive(Debug, Default)]
+pub struct UploadSweeper {
+    removed: AtomicUsize,
+}
+
+impl UploadSweeper {
+    /// Removes the temporary files under `data_dir/tmp` not written for `idle`; returns how
+    /// many went.
+    ///
+    /// # Errors
+    ///
+    /// The file system's, reading the directory.
+    pub async fn sweep(&self, data_dir: &Path, idle: Duration) -> std::io::Result<usize> {
+        let mut entries = match tokio::fs::read_dir(data_dir.join("tmp")).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(error),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            let path = entry.path();
+            if path.extension().is_none_or(|extension| extension != "part") {
+                continue;
+            }
+            let written = entry
+                .metadata()
+                .await
+                .and_then(|metadata| metadata.modified());
+            let abandoned =
+                written.is_ok_and(|written| written.elapsed().is_ok_and(|age| age >= idle));
+            if abandoned && tokio::fs::remove_file(&path).await.is_ok() {
+                removed += 1;
+            }
+        }
+        self.removed.fetch_add(removed, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    /// Abandoned files removed since this sweeper was made.
+    pub fn removed(&self) -> usize {
+        self.removed.load(Ordering::Relaxed)
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -223,5 +277,41 @@ mod tests {
         drop(big);
         let leftovers = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
         assert_eq!(leftovers, 0, "abandoned uploads leave nothing");
+    }
+
+    #[tokio::test]
+    async fn partial_uploads_left_by_a_dead_process_are_swept_and_live_ones_kept() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let sweeper = UploadSweeper::default();
+        assert_eq!(sweeper.sweep(dir.path(), ABANDONED_AFTER).await.unwrap(), 0);
+        // A process killed while receiving leaves its file; another upload is arriving.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let dead = tmp.join("dead.part");
+        std::fs::write(&dead, vec![0; 4096]).unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&dead)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        let mut live = Receiving::start(dir.path(), 1024).await.unwrap();
+        live.write(b"arriving").await.unwrap();
+        let other = tmp.join("notes.txt");
+        std::fs::write(&other, b"not an upload").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+
+        assert_eq!(sweeper.sweep(dir.path(), ABANDONED_AFTER).await.unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(other.exists(), "only uploads' files are swept");
+        live.write(b" still").await.unwrap();
+        assert_eq!(live.finish().await.unwrap().size, 14);
+        assert_eq!(sweeper.removed(), 1);
     }
 }

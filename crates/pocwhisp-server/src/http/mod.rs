@@ -8,6 +8,7 @@ pub(crate) mod error_body;
 mod extract;
 mod route_label;
 pub(crate) mod serve;
+mod sniff_deadline;
 pub(crate) mod trace;
 
 pub(crate) use auth::{AuthenticateLayer, RequireRole};

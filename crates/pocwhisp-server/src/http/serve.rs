@@ -1,5 +1,5 @@
 //! Serving: hyper-util's connection builder (HTTP/1.1 and h2c on one port) over a tokio
-//! listener, with a header-read timeout, keep-alive, a bound on open connections, and a
+//! listener, with a header-read timeout (from the accept: [`SniffDeadline`]), keep-alive, a bound on open connections, and a
 //! graceful shutdown that stops accepting, lets requests in flight finish within the drain
 //! time, then returns.
 
@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceExt};
 
+use super::sniff_deadline::SniffDeadline;
 use crate::config::ServerConfig;
 
 /// Whether `request` is HTTP/1 with a body (HTTP/2 streams end on their own and forbid
@@ -125,6 +126,9 @@ pub(crate) async fn serve<S>(
                 Ok::<_, Infallible>(response)
             }
         });
+        // hyper's header-read timeout begins once the protocol is known; until then, this
+        // deadline holds from the accept.
+        let stream = SniffDeadline::new(stream, config.header_read_timeout);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
             .into_owned();

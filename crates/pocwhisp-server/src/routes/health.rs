@@ -192,10 +192,11 @@ fn disk(state: &AppState) -> Component {
             Component {
                 status,
                 detail: format!(
-                    "{:.1} % free ({} MiB) in {}",
+                    "{:.1} % free ({} MiB) in {}; {} abandoned partial uploads removed",
                     percent,
                     free >> 20,
-                    dir.display()
+                    dir.display(),
+                    state.inner.upload_sweeper.removed()
                 ),
             }
         }

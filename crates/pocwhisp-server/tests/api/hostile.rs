@@ -70,3 +70,27 @@ async fn a_huge_form_field_is_refused_without_being_held() {
     let grown = peak_resident(pid).saturating_sub(before);
     assert!(grown < 32 << 20, "the peak grew by {} MiB", grown >> 20);
 }
+
+/// A connection that sends nothing is closed at the header read timeout, counted from the
+/// accept: it used to be held for ever (the timeout began after the protocol was known), so
+/// a few silent sockets could take every connection slot.
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_header_read_timeout() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (_child, base) = start_binary(
+        data_dir.path(),
+        &[("POCWHISP_SERVER__HEADER_READ_TIMEOUT", "1s")],
+    )
+    .await;
+    let address = base.trim_start_matches("http://");
+    for first_bytes in [&b""[..], b"PRI * HTTP/2"] {
+        let mut silent = TcpStream::connect(address).await.unwrap();
+        silent.write_all(first_bytes).await.unwrap();
+        let mut byte = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "after {first_bytes:?} the connection is closed, not held: {read:?}"
+        );
+    }
+}

@@ -78,3 +78,40 @@ async fn uploads_accepted_before_a_kill_9_are_transcribed_after_the_restart() {
         .await;
     assert_eq!(list["pagination"]["total"], 3, "{list}");
 }
+
+/// A partial upload left by a process killed while receiving it (kill -9, the OOM killer)
+/// is removed once it has lain unwritten for ten minutes, and health counts it.
+#[tokio::test]
+async fn partial_uploads_abandoned_by_a_dead_process_are_swept() {
+    let data = TempDir::new().unwrap();
+    let tmp = data.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let abandoned = tmp.join("abandoned.part");
+    std::fs::write(&abandoned, vec![0; 1 << 20]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&abandoned)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let recent = tmp.join("recent.part");
+    std::fs::write(&recent, b"another instance's upload, arriving").unwrap();
+    let (_server, address) = start_binary(data.path(), &[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while abandoned.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "not swept at start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recent.exists(), "a file still being written is kept");
+    let health: serde_json::Value = reqwest::get(format!("{address}/api/v1/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let disk = health["components"]["disk"]["detail"].as_str().unwrap();
+    assert!(
+        disk.ends_with("1 abandoned partial uploads removed"),
+        "{disk}"
+    );
+}
