@@ -604,7 +604,6 @@ pub(crate) fn publish_gauges(state: &AppState) {
     metrics::gauge!("pocwhisp_sessions").set(store.sessions as f64);
 }
 
-/// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
 /// Removes the partial uploads a process that ended while receiving them left behind: at
 /// start, then every minute.
 fn sweep_abandoned_uploads(state: &AppState) -> JoinHandle<()> {
@@ -627,6 +626,7 @@ fn sweep_abandoned_uploads(state: &AppState) -> JoinHandle<()> {
     })
 }
 
+/// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
 fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     let shared = &state.inner;
     let sampler = shared.profiler.spawn();

@@ -173,10 +173,14 @@ fn key_of(name: &str) -> String {
 /// written as one comma-separated text).
 fn is_secret(key: &str) -> bool {
     let leaf = key.rsplit('.').next().unwrap_or(key);
+    let names = |word: &str| {
+        leaf.strip_suffix(word)
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with('_'))
+    };
     leaf.ends_with("_tokens")
         || ["token", "url", "password", "secret", "api_key"]
-            .iter()
-            .any(|word| leaf == *word || leaf.ends_with(&format!("_{word}")))
+            .into_iter()
+            .any(names)
 }
 
 /// Loads the configuration: `file` (if given), its environment overrides, the `POCWHISP_*`

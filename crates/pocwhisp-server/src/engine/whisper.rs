@@ -6,8 +6,8 @@
 //! key-value caches and compute buffers, tens of MB, so they are made on demand and kept up
 //! to the worker count). The language, unless given, is detected from an encoding of the
 //! clip's own length ([`detect_language`]); the words come from full 30-second windows, or
-//! from the clip's own length too with `engine.whisper.window: fitted`. whisper.cpp does what OpenAI's reference transcriber does: 30-second
-//! windows advanced by the predicted timestamps, beam search at temperature 0 with the
+//! from the clip's own length too with `engine.whisper.window: fitted`. whisper.cpp does
+//! what OpenAI's reference transcriber does: 30-second windows advanced by the predicted timestamps, beam search at temperature 0 with the
 //! fallback to higher temperatures when a window's average log-probability is low or its
 //! text too repetitive, and a window skipped as non-speech when its no-speech probability is
 //! high and the decoding unsure. A channel with no frame above the speech floor is not

@@ -1,7 +1,7 @@
 //! Serving: hyper-util's connection builder (HTTP/1.1 and h2c on one port) over a tokio
-//! listener, with a header-read timeout (from the accept: [`SniffDeadline`]), keep-alive, a bound on open connections, and a
-//! graceful shutdown that stops accepting, lets requests in flight finish within the drain
-//! time, then returns.
+//! listener, with a header-read timeout (from the accept: [`SniffDeadline`]), keep-alive, a
+//! bound on open connections, and a graceful shutdown that stops accepting, lets requests in
+//! flight finish within the drain time, then returns.
 
 use std::cell::RefCell;
 use std::convert::Infallible;

@@ -28,10 +28,17 @@ pin_project! {
     pub(crate) struct SniffDeadline<S> {
         #[pin]
         inner: S,
-        deadline: Pin<Box<Sleep>>,
-        // Bytes of the preface read so far; `None` once the protocol is known.
-        matched: Option<usize>,
+        // `None` once the protocol is known (its timer then dropped, so it wakes no one).
+        sniffing: Option<Sniffing>,
     }
+}
+
+/// A connection whose protocol is not known yet.
+#[derive(Debug)]
+struct Sniffing {
+    /// Bytes of the preface read so far.
+    matched: usize,
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl<S> SniffDeadline<S> {
@@ -39,8 +46,10 @@ impl<S> SniffDeadline<S> {
     pub(crate) fn new(inner: S, timeout: Duration) -> Self {
         SniffDeadline {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            matched: Some(0),
+            sniffing: Some(Sniffing {
+                matched: 0,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+            }),
         }
     }
 }
@@ -52,13 +61,13 @@ impl<S: AsyncRead> AsyncRead for SniffDeadline<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        let Some(matched) = this.matched else {
+        let Some(sniffing) = this.sniffing else {
             return this.inner.poll_read(cx, buf);
         };
         let before = buf.filled().len();
         if this.inner.poll_read(cx, buf)?.is_pending() {
             // Nothing yet: woken by the data or by the deadline, whichever comes first.
-            ready!(this.deadline.as_mut().poll(cx));
+            ready!(sniffing.deadline.as_mut().poll(cx));
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no request within the header read timeout",
@@ -67,14 +76,14 @@ impl<S: AsyncRead> AsyncRead for SniffDeadline<S> {
         let read = &buf.filled()[before..];
         let agreeing = read
             .iter()
-            .zip(&PREFACE[*matched..])
+            .zip(&PREFACE[sniffing.matched..])
             .take_while(|(byte, expected)| byte == expected)
             .count();
-        *matched += agreeing;
+        sniffing.matched += agreeing;
         // Either protocol is known: a byte off the preface (or the end of the stream), or
         // the whole preface.
-        if agreeing < read.len() || read.is_empty() || *matched == PREFACE.len() {
-            *this.matched = None;
+        if agreeing < read.len() || read.is_empty() || sniffing.matched == PREFACE.len() {
+            *this.sniffing = None;
         }
         Poll::Ready(Ok(()))
     }

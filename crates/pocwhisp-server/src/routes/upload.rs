@@ -289,8 +289,8 @@ pub(crate) fn decode_options(
 }
 
 /// Checks what a client asked of the engine before a byte of audio is kept: a language code,
-/// a prompt that is a C string (whisper.cpp's), a language the engine transcribes (400 naming the ones it does), and translation only from an
-/// engine that translates.
+/// a prompt that is a C string (whisper.cpp's), a language the engine transcribes (400
+/// naming the ones it does), and translation only from an engine that translates.
 pub(crate) fn check_options(
     engine: &dyn Transcriber,
     options: &DecodeOptions,
