@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body_limit;
+pub mod body_timeout;
 pub use perf_core::clock;
 pub mod compression;
 pub mod load_shed;

@@ -12,6 +12,7 @@ use perf_breaker::CircuitBreaker;
 use perf_cache::response::ResponseCacheLayer;
 use perf_cache::warmer::{CacheWarmer, CacheWarmerConfig, WarmupError};
 use perf_core::sync::{read, write};
+use perf_middleware::body_timeout::BodyTimeoutLayer;
 use perf_middleware::compression::CompressionConfig;
 use perf_middleware::normalize_path::NormalizePathLayer;
 use perf_middleware::performance::{PerformanceConfig, PerformanceLayer};
@@ -281,6 +282,12 @@ impl Application {
             // escaped letter or a doubled slash would otherwise be another cache entry,
             // still served after a delete invalidated the first.
             .layer(NormalizePathLayer::new())
+            // A body dripped a byte at a time would hold its handler and load-shedding slot
+            // for as long as the client liked.
+            .layer(BodyTimeoutLayer::new(
+                config.server.body_read_timeout,
+                config.server.min_body_rate.0,
+            ))
             .layer(error_body::RenderErrorsLayer)
             .layer(TraceLayer::new(config.monitoring.slow_request_threshold))
             .layer(LatencyLayer::new(state.inner.profiler.latency().clone()))

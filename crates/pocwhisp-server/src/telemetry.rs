@@ -66,6 +66,10 @@ fn describe() {
         "Alerts dropped because the webhook queue was full"
     );
     metrics::describe_counter!(
+        "pocwhisp_connections_refused_total",
+        "Connections closed as they were accepted because their client address (an IPv6 /64) already held server.max_connections_per_client"
+    );
+    metrics::describe_counter!(
         "pocwhisp_callbacks_total",
         "Callback delivery attempts, by outcome (delivered, retried, failed)"
     );

@@ -188,6 +188,7 @@ impl Config {
                 self.server.header_read_timeout,
             ),
             ("server.request_timeout", self.server.request_timeout),
+            ("server.body_read_timeout", self.server.body_read_timeout),
             (
                 "monitoring.metrics_update_interval",
                 self.monitoring.metrics_update_interval,
@@ -345,6 +346,15 @@ pub struct ServerConfig {
     pub keep_alive: bool,
     /// Connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections one client address may hold at once; more are closed as they are
+    /// accepted (0: no cap; behind a reverse proxy every client has the proxy's address).
+    pub max_connections_per_client: usize,
+    /// A request body must begin within this long of the server starting to read it...
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// ...and then arrive at least this fast on average, per second (0: no rate; each byte
+    /// earns time, so a large upload at a good pace is never cut). Answered 408.
+    pub min_body_rate: ByteSize,
     /// The deadline of a request (answered 504), uploads excepted.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -362,6 +372,9 @@ impl Default for ServerConfig {
             max_header_bytes: ByteSize(64 << 10),
             keep_alive: true,
             max_connections: 10_000,
+            max_connections_per_client: 256,
+            body_read_timeout: Duration::from_secs(30),
+            min_body_rate: ByteSize(1 << 10),
             request_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
         }

@@ -36,6 +36,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 408: the request body came too slowly (`server.body_read_timeout`, `min_body_rate`).
+    RequestTimeout(String),
     /// 409: the resource is busy (a CPU profile already being captured).
     Conflict(String),
     /// 413.
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -110,6 +113,7 @@ impl ApiError {
             ApiError::Unauthorized(message) => ("unauthorized", (*message).to_owned()),
             ApiError::Forbidden(message) => ("forbidden", message.clone()),
             ApiError::NotFound(message) => ("not_found", message.clone()),
+            ApiError::RequestTimeout(message) => ("timeout", message.clone()),
             ApiError::Conflict(message) => ("conflict", message.clone()),
             ApiError::PayloadTooLarge(message) => ("file_too_large", message.clone()),
             ApiError::UnsupportedMediaType(message) => ("invalid_file_type", message.clone()),

@@ -3,9 +3,11 @@
 //! routes.
 
 mod auth;
+mod client_connections;
 mod error;
 pub(crate) mod error_body;
 mod extract;
+pub(crate) mod part_headers;
 mod route_label;
 pub(crate) mod serve;
 mod sniff_deadline;

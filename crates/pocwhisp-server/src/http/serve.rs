@@ -1,6 +1,7 @@
 //! Serving: hyper-util's connection builder (HTTP/1.1 and h2c on one port) over a tokio
 //! listener, with a header-read timeout (from the accept: [`SniffDeadline`]), keep-alive, a
-//! bound on open connections, and a graceful shutdown that stops accepting, lets requests in
+//! bound on open connections in all and per client ([`ClientConnections`]), and a graceful
+//! shutdown that stops accepting, lets requests in
 //! flight finish within the drain time, then returns.
 
 use std::cell::RefCell;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceExt};
 
+use super::client_connections::ClientConnections;
 use super::sniff_deadline::SniffDeadline;
 use crate::config::ServerConfig;
 
@@ -82,6 +84,8 @@ pub(crate) async fn serve<S>(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(config.max_connections));
+    let per_client = (config.max_connections_per_client > 0)
+        .then(|| ClientConnections::new(config.max_connections_per_client));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // At the bound, stop accepting: new clients wait in the kernel's backlog instead of
@@ -101,6 +105,18 @@ pub(crate) async fn serve<S>(
                 }
             },
             () = shutdown.as_mut() => break,
+        };
+        let client_slot = match &per_client {
+            Some(per_client) => match per_client.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Closed at once: held open, it would be what the cap is there to stop.
+                    metrics::counter!("pocwhisp_connections_refused_total").increment(1);
+                    tracing::debug!(%peer, "connection closed: its client holds max_connections_per_client");
+                    continue;
+                }
+            },
+            None => None,
         };
         let _ = stream.set_nodelay(true);
         let service = RefCell::new(service.clone());
@@ -137,6 +153,7 @@ pub(crate) async fn serve<S>(
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
+            drop(client_slot);
             drop(permit);
         });
     }

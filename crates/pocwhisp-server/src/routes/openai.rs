@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
@@ -31,18 +31,9 @@ use crate::state::AppState;
 use crate::store::{Segment, SessionDetail, SessionStatus};
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let max_upload = state.config().audio.max_upload.as_usize();
     OpenApiRouter::new()
-        .routes(
-            routes!(transcriptions)
-                .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
-                .layer::<_, Infallible>(state.inner.uploads.clone()),
-        )
-        .routes(
-            routes!(translations)
-                .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
-                .layer::<_, Infallible>(state.inner.uploads.clone()),
-        )
+        .routes(routes!(transcriptions).layer::<_, Infallible>(state.inner.uploads.clone()))
+        .routes(routes!(translations).layer::<_, Infallible>(state.inner.uploads.clone()))
         .routes(routes!(models))
 }
 
@@ -223,7 +214,8 @@ fn options(
     responses(
         (status = 200, description = "The transcript: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
         (status = 400, description = "OpenAI's error body, naming the parameter at fault"),
-        (status = 413, description = "Larger than audio.max_upload"),
+        (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
+        (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 415, description = "Not an audio format the server decodes"),
         (status = 503, description = "No speech engine, or every remote engine down"),
     ))]
@@ -243,7 +235,8 @@ async fn transcriptions(
     responses(
         (status = 200, description = "The English text: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
         (status = 400, description = "OpenAI's error body, naming the parameter at fault (an engine that does not translate)"),
-        (status = 413, description = "Larger than audio.max_upload"),
+        (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
+        (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 415, description = "Not an audio format the server decodes"),
         (status = 503, description = "No speech engine, or every remote engine down"),
     ))]

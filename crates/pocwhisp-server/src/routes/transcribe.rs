@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
@@ -25,13 +25,8 @@ use crate::state::AppState;
 use crate::store::{ListQuery, SessionStatus};
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    let max_upload = state.config().audio.max_upload.as_usize();
     OpenApiRouter::new()
-        .routes(
-            routes!(upload)
-                .layer::<_, Infallible>(DefaultBodyLimit::max(max_upload))
-                .layer::<_, Infallible>(state.inner.uploads.clone()),
-        )
+        .routes(routes!(upload).layer::<_, Infallible>(state.inner.uploads.clone()))
         .routes(routes!(list))
         .routes(routes!(read, delete).layer::<_, Infallible>(state.inner.responses.clone()))
 }
@@ -85,7 +80,8 @@ pub(crate) struct Accepted {
         (status = 200, description = "Transcribed within the sync wait", body = SessionView),
         (status = 202, description = "Stored; transcription under way", body = Accepted),
         (status = 400, description = "No file, or damaged audio"),
-        (status = 413, description = "Larger than audio.max_upload"),
+        (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
+        (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 415, description = "Not an audio format the server decodes"),
         (status = 422, description = "Outside the limits (1 s to 30 min, 1 or 2 channels, 8 to 48 kHz)"),
         (status = 503, description = "No speech engine, or memory above the limit"),

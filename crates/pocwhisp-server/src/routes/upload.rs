@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
-use http::StatusCode;
+use axum::extract::{FromRequestParts, Request};
+use futures_util::StreamExt;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError};
+use perf_middleware::BoxError;
+use perf_middleware::body_timeout::BodyTimeoutError;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -18,6 +20,7 @@ use crate::audio::decode;
 use crate::audio::intake::{self, IntakeError, Received, Receiving};
 use crate::config::Role;
 use crate::engine::{DecodeOptions, Task, Transcriber};
+use crate::http::part_headers::{PartHeaderLimit, PartHeadersTooLarge};
 use crate::http::{ApiError, Principal};
 use crate::jobs::{Finished, Jobs, Progress};
 use crate::state::AppState;
@@ -146,29 +149,39 @@ pub(crate) async fn receive(
         IntakeError::TooLarge(_) => too_large(),
         IntakeError::Io(error) => ApiError::internal(format!("storing the upload: {error}")),
     };
-    let multipart_error = |error: axum::extract::multipart::MultipartError| {
-        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::BadRequest {
-                code: "invalid_multipart",
-                message: error.body_text(),
-            }
-        }
+    let slow = || {
+        ApiError::RequestTimeout(format!(
+            "the upload came too slowly: it must begin within {} and then arrive at {} per second or faster",
+            humantime::format_duration(state.config().server.body_read_timeout),
+            state.config().server.min_body_rate
+        ))
     };
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::BadRequest {
-                code: "invalid_multipart",
-                message: rejection.body_text(),
-            })?;
+        .to_owned();
+    let media_type = content_type.to_ascii_lowercase();
+    if media_type.starts_with("multipart/form-data") {
+        let multipart_error = |error: multer::Error| {
+            body_error(
+                &error,
+                too_large,
+                slow,
+                "invalid_multipart",
+                "a malformed form",
+            )
+        };
+        // The boundary is case-sensitive: taken from the header as it was sent.
+        let boundary = multer::parse_boundary(&content_type).map_err(multipart_error)?;
+        let mut part_headers = PartHeaderLimit::new(&boundary);
+        let body = request.into_body().into_data_stream().map(move |chunk| {
+            let chunk = chunk?;
+            part_headers.check(&chunk)?;
+            Ok::<_, BoxError>(chunk)
+        });
+        let mut multipart = multer::Multipart::new(body, boundary);
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut field_bytes = 0;
         let mut parts = 0;
@@ -233,8 +246,7 @@ pub(crate) async fn receive(
             fields,
         });
     }
-    if !(content_type.starts_with("audio/") || content_type.starts_with("application/octet-stream"))
-    {
+    if !(media_type.starts_with("audio/") || media_type.starts_with("application/octet-stream")) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "send the audio as multipart/form-data (field `{}`) or as a raw body with an audio/* content type",
             file_fields.first().copied().unwrap_or("file")
@@ -246,17 +258,13 @@ pub(crate) async fn receive(
     let mut body = request.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
-            let limited = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
-                || error.to_string().contains("length limit");
-            if limited {
-                too_large()
-            } else {
-                ApiError::BadRequest {
-                    code: "invalid_body",
-                    message: format!("the upload was cut off: {error}"),
-                }
-            }
+            body_error(
+                &error,
+                too_large,
+                slow,
+                "invalid_body",
+                "the upload was cut off",
+            )
         })?;
         if let Ok(data) = frame.into_data() {
             upload.write(&data).await.map_err(intake_error)?;
@@ -267,6 +275,36 @@ pub(crate) async fn receive(
         original_name: "upload".to_owned(),
         fields: BTreeMap::new(),
     })
+}
+
+/// A failed read of a request body as the client sees it, told from the types in the
+/// error's chain (whichever layer or parser it passed through): 413 past the upload limit or
+/// for a part's headers, 408 for a body that came too slowly, else 400 with `code`, saying
+/// `what` happened.
+fn body_error(
+    error: &(dyn std::error::Error + 'static),
+    too_large: impl FnOnce() -> ApiError,
+    too_slow: impl FnOnce() -> ApiError,
+    code: &'static str,
+    what: &str,
+) -> ApiError {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current.is::<LengthLimitError>() {
+            return too_large();
+        }
+        if current.is::<BodyTimeoutError>() {
+            return too_slow();
+        }
+        if let Some(headers) = current.downcast_ref::<PartHeadersTooLarge>() {
+            return ApiError::PayloadTooLarge(headers.to_string());
+        }
+        cause = current.source();
+    }
+    ApiError::BadRequest {
+        code,
+        message: format!("{what}: {error}"),
+    }
 }
 
 /// What a client asked of the engine, as both doors take it: blank fields are absent, the
