@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use perf_breaker::CircuitBreaker;
@@ -108,8 +108,22 @@ impl Application {
         tokio::fs::create_dir_all(&config.server.data_dir)
             .await
             .map_err(StartError::DataDir)?;
-        let (store, migration) = open_store(&config).await?;
+        let (store, postgres) = open_store(&config).await?;
         let (tokens, summary) = Tokens::from_config(&config.auth, config.environment);
+        let renamed_identities = tokens.renamed_identities().to_vec();
+        let migration = match postgres {
+            Some(store) => Some(PendingMigration {
+                store,
+                renamed_identities,
+            }),
+            // SQLite is migrated already.
+            None => {
+                adopt_renamed_identities(&*store, &renamed_identities)
+                    .await
+                    .map_err(StartError::Store)?;
+                None
+            }
+        };
         let memory = MemoryGuard::new(config.memory.limit);
         let profiler = Profiler::builder()
             .interval(config.monitoring.metrics_update_interval)
@@ -229,7 +243,7 @@ impl Application {
                 },
                 jobs,
                 engine_problem,
-                migration,
+                migration: Mutex::new(migration),
                 tasks,
                 store_stats: Default::default(),
                 router: Default::default(),
@@ -659,8 +673,8 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     if let Some(url) = &shared.config.alerts.webhook_url {
         tasks.push(crate::alerts::spawn_webhook(&shared.profiler, url.clone()));
     }
-    if let Some(store) = &shared.migration {
-        tasks.push(migrate_until_ready(store.clone(), shared.readiness.clone()));
+    if let Some(pending) = perf_core::sync::lock(&shared.migration).take() {
+        tasks.push(migrate_until_ready(pending, shared.readiness.clone()));
     }
     if let Some(redis) = &shared.redis {
         // Another instance deleted a session: its copies here go too, in the response cache
@@ -718,13 +732,44 @@ async fn open_store(
     Ok((Arc::new(GuardedStore::new(store, breaker)), migration))
 }
 
-/// Runs the PostgreSQL migrations until they succeed (the database may come up after the
-/// server), then says the server is ready.
-fn migrate_until_ready(store: PostgresStore, readiness: Readiness) -> JoinHandle<()> {
+/// A PostgreSQL store still to prepare when the server starts.
+#[derive(Debug)]
+pub(crate) struct PendingMigration {
+    store: PostgresStore,
+    /// See [`Tokens::renamed_identities`].
+    renamed_identities: Vec<(String, Arc<str>)>,
+}
+
+/// Gives the sessions stored under each former identity of a token to its identity now
+/// (see [`Tokens::renamed_identities`]); a second start finds none left to move.
+async fn adopt_renamed_identities(
+    store: &dyn Store,
+    renamed: &[(String, Arc<str>)],
+) -> Result<(), StoreError> {
+    for (former, identity) in renamed {
+        let moved = store.rename_owner(former, identity).await?;
+        if moved > 0 {
+            tracing::info!(%former, %identity, moved, "sessions given to their token's stable identity");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the PostgreSQL migrations (and renames identities) until they succeed (the database
+/// may come up after the server), then says the server is ready.
+fn migrate_until_ready(pending: PendingMigration, readiness: Readiness) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let PendingMigration {
+            store,
+            renamed_identities,
+        } = pending;
         let mut wait = Duration::from_millis(500);
         loop {
-            match store.migrate().await {
+            let prepared = match store.migrate().await {
+                Ok(()) => adopt_renamed_identities(&store, &renamed_identities).await,
+                Err(error) => Err(error),
+            };
+            match prepared {
                 Ok(()) => {
                     tracing::info!("PostgreSQL migrated; ready");
                     readiness.set_ready();

@@ -168,6 +168,59 @@ async fn a_session_reads_back_as_stored_for_its_owner_only() {
     }
 }
 
+/// Renaming an identity moves exactly its sessions, and a second rename finds none.
+#[tokio::test]
+async fn an_owner_renamed_takes_its_sessions_and_no_one_else_s() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        for (id, owner) in [
+            ("r-1", "env:user-1"),
+            ("r-2", "env:user-1"),
+            ("r-3", "env:user-10"),
+        ] {
+            store
+                .create_session(&session(id, owner, id, 1))
+                .await
+                .unwrap();
+        }
+        let backend = store.backend();
+        assert_eq!(
+            store
+                .rename_owner("env:user-1", "env:0123456789abcdef")
+                .await
+                .unwrap(),
+            2,
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .rename_owner("env:user-1", "env:0123456789abcdef")
+                .await
+                .unwrap(),
+            0,
+            "{backend}"
+        );
+        for id in ["r-1", "r-2"] {
+            assert!(
+                store
+                    .session(id, Some("env:0123456789abcdef"))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{backend} {id}"
+            );
+        }
+        assert!(
+            store
+                .session("r-3", Some("env:user-10"))
+                .await
+                .unwrap()
+                .is_some(),
+            "{backend}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn listings_are_newest_first_with_the_real_total() {
     for Backend { store, .. } in backends().await {

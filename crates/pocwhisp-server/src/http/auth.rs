@@ -48,6 +48,19 @@ pub(crate) struct InvalidToken;
 #[derive(Debug)]
 pub struct Tokens {
     entries: Vec<([u8; 32], Principal)>,
+    renamed: Vec<(String, Arc<str>)>,
+}
+
+/// The identity of a token given in clear (`POCWHISP_ADMIN_TOKEN`, `POCWHISP_API_TOKEN`):
+/// `env:` and the first 16 hex digits of its SHA-256, so that it stays with the token
+/// whatever else the list holds and in which order. (The digest is what `auth.tokens`
+/// configures in full, so its first half reveals no more.)
+fn environment_identity(token_digest: &[u8; 32]) -> Arc<str> {
+    let mut identity = String::from("env:");
+    for byte in &token_digest[..8] {
+        identity.push_str(&format!("{byte:02x}"));
+    }
+    Arc::from(identity)
 }
 
 /// What the token set was built from, for the start-up log.
@@ -67,6 +80,7 @@ impl Tokens {
     /// with no admin token at all, one is generated.
     pub fn from_config(auth: &AuthConfig, environment: Environment) -> (Tokens, TokenSummary) {
         let mut entries = Vec::new();
+        let mut renamed = Vec::new();
         for token in &auth.tokens {
             let mut digest = [0u8; 32];
             for (byte, pair) in digest.iter_mut().zip(token.sha256.as_bytes().chunks(2)) {
@@ -86,13 +100,10 @@ impl Tokens {
             (&auth.api_tokens, Role::User, "user"),
         ] {
             for (n, secret) in split_secrets(secrets).iter().enumerate() {
-                entries.push((
-                    digest(secret.expose()),
-                    Principal {
-                        identity: Arc::from(format!("env:{kind}-{}", n + 1)),
-                        role,
-                    },
-                ));
+                let digest = digest(secret.expose());
+                let identity = environment_identity(&digest);
+                renamed.push((format!("env:{kind}-{}", n + 1), Arc::clone(&identity)));
+                entries.push((digest, Principal { identity, role }));
             }
         }
         let mut generated_admin = None;
@@ -116,7 +127,16 @@ impl Tokens {
             users: count(Role::User),
             generated_admin,
         };
-        (Tokens { entries }, summary)
+        (Tokens { entries, renamed }, summary)
+    }
+
+    /// The identity each token given in clear had before identities were derived from the
+    /// tokens (its kind and place in its list, `env:user-2`: a place that passed to another
+    /// token when the list changed), with its identity now. Sessions stored under a former
+    /// identity are given to the new one at start, once, which is right as long as the list
+    /// is still in the order the former identities were given in.
+    pub fn renamed_identities(&self) -> &[(String, Arc<str>)] {
+        &self.renamed
     }
 
     /// The principal of `token`, comparing its digest with every configured one.
@@ -333,6 +353,36 @@ mod tests {
         assert_ne!(tokens.verify("u1"), tokens.verify("u2"));
         assert!(tokens.verify("s3cret-op").is_none());
         assert!(tokens.verify("").is_none());
+    }
+
+    #[test]
+    fn an_environment_token_keeps_its_identity_wherever_it_is_in_the_list() {
+        let listed = |tokens: &str| {
+            let auth = AuthConfig {
+                api_tokens: vec![Secret::new(tokens)],
+                ..AuthConfig::default()
+            };
+            Tokens::from_config(&auth, Environment::Production).0
+        };
+        let before = listed("alice-token,bob-token");
+        let after = listed("carol-token,bob-token,alice-token");
+        for token in ["alice-token", "bob-token"] {
+            assert_eq!(before.verify(token), after.verify(token), "{token}");
+        }
+        let identity = &before.verify("alice-token").unwrap().identity;
+        assert_eq!(identity.len(), "env:".len() + 16);
+        assert_ne!(identity, &before.verify("bob-token").unwrap().identity);
+        // The former, positional identities, for the migration at start.
+        assert_eq!(
+            before.renamed_identities(),
+            [
+                ("env:user-1".to_owned(), Arc::clone(identity)),
+                (
+                    "env:user-2".to_owned(),
+                    Arc::clone(&before.verify("bob-token").unwrap().identity)
+                ),
+            ]
+        );
     }
 
     #[test]

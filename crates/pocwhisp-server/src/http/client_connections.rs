@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use perf_core::sync::lock;
 
 /// The open connections of every client address; see the [module docs](self).
 #[derive(Debug)]
@@ -46,7 +48,7 @@ impl ClientConnections {
     /// A slot for a connection from `address`, or `None` if its client already holds `cap`.
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Option<ClientSlot> {
         let client = client_of(address);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = lock(&self.open);
         let count = open.entry(client).or_insert(0);
         if *count >= self.cap {
             return None;
@@ -61,18 +63,14 @@ impl ClientConnections {
     /// Connections `address`'s client holds now.
     #[cfg(test)]
     fn held_by(&self, address: IpAddr) -> usize {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = lock(&self.open);
         open.get(&client_of(address)).copied().unwrap_or(0)
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = lock(&self.connections.open);
         if let Some(count) = open.get_mut(&self.client) {
             *count -= 1;
             // Clients that left take no memory.

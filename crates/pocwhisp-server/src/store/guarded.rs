@@ -172,6 +172,10 @@ impl Store for GuardedStore {
         Box::pin(self.retried(move || self.inner.deliveries(session_id)))
     }
 
+    fn rename_owner<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.once(self.inner.rename_owner(from, to)))
+    }
+
     fn recent_completed(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(self.retried(move || self.inner.recent_completed(limit)))
     }

@@ -431,6 +431,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The callback deliveries of a session, oldest first.
     fn deliveries<'a>(&'a self, session_id: &'a str) -> StoreFuture<'a, Vec<Delivery>>;
 
+    /// Gives every session owned by `from` to `to`, for an identity whose spelling changed;
+    /// how many moved.
+    fn rename_owner<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, u64>;
+
     /// The most recently completed sessions (id and owner), for cache warm-up.
     fn recent_completed(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String)>>;
 

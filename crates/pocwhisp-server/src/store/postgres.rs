@@ -828,6 +828,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn rename_owner<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let connection = self.connection().await?;
+            connection
+                .execute(
+                    "UPDATE audio_sessions SET owner = $2 WHERE owner = $1",
+                    &[&from, &to],
+                )
+                .await
+                .map_err(pg)
+        })
+    }
+
     fn recent_completed(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(async move {
             let connection = self.connection().await?;

@@ -711,6 +711,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn rename_owner<'a>(&'a self, from: &'a str, to: &'a str) -> StoreFuture<'a, u64> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "UPDATE audio_sessions SET owner = ?2 WHERE owner = ?1",
+                    params![from, to],
+                )
+                .map(|moved| moved as u64)
+                .map_err(sql)
+        })
+    }
+
     fn recent_completed(&self, limit: u32) -> StoreFuture<'_, Vec<(String, String)>> {
         self.run(move |connection| {
             let mut statement = connection

@@ -180,3 +180,81 @@ async fn tokens_from_the_environment_are_taken_as_written() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Sessions stay with the token that uploaded them when the tokens in the environment are
+/// reordered, removed or joined by others: identities were places in the list, so a new
+/// token put first took over the first user's sessions. Sessions stored under such a
+/// positional identity are given to their token at the next start.
+#[tokio::test]
+async fn sessions_stay_with_their_token_whatever_the_order_of_the_environment_s_list() {
+    let data = tempfile::tempdir().unwrap();
+    let audio = std::fs::read(crate::speech::recording(
+        "sense_and_sensibility_01_austen_64kb-0870",
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    let dir = data.path();
+    let start = |tokens: &'static str| async move {
+        start_binary(dir, &[("POCWHISP_API_TOKEN", tokens)]).await
+    };
+    let upload = |base: &str, token: &'static str| {
+        let request = client
+            .post(format!("{base}/api/v1/transcribe?mode=async"))
+            .bearer_auth(token)
+            .header("content-type", "audio/wav")
+            .body(audio.clone());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            let body: serde_json::Value = response.json().await.unwrap();
+            body["session_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let status = |base: &str, token: &'static str, id: &str| {
+        let request = client
+            .get(format!("{base}/api/v1/transcribe/{id}"))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+
+    let (mut first, base) = start("alice-token,bob-token").await;
+    let alices = upload(&base, "alice-token").await;
+    let bobs = upload(&base, "bob-token").await;
+    first.kill().await.unwrap();
+
+    let (mut second, base) = start("carol-token,bob-token,alice-token").await;
+    for (token, own, other) in [
+        ("alice-token", &alices, &bobs),
+        ("bob-token", &bobs, &alices),
+    ] {
+        assert_eq!(status(&base, token, own).await, StatusCode::OK, "{token}");
+        assert_eq!(
+            status(&base, token, other).await,
+            StatusCode::NOT_FOUND,
+            "{token}"
+        );
+    }
+    for id in [&alices, &bobs] {
+        assert_eq!(
+            status(&base, "carol-token", id).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    second.kill().await.unwrap();
+
+    // As a store written when identities were places: bob, second in the list, was user 2.
+    let database = rusqlite::Connection::open(data.path().join("pocwhisp.sqlite3")).unwrap();
+    database
+        .execute(
+            "UPDATE audio_sessions SET owner = 'env:user-2' WHERE id = ?1",
+            [&bobs],
+        )
+        .unwrap();
+    drop(database);
+    let (_third, base) = start("alice-token,bob-token").await;
+    assert_eq!(status(&base, "bob-token", &bobs).await, StatusCode::OK);
+    assert_eq!(
+        status(&base, "alice-token", &bobs).await,
+        StatusCode::NOT_FOUND
+    );
+}
