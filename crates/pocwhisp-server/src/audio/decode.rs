@@ -21,6 +21,9 @@ use super::AudioError;
 use crate::config::AudioConfig;
 
 /// The slowest and fastest sample rates accepted.
+/// The file formats decoded here, named as OpenAI's transcription API names them.
+pub(crate) const FILE_FORMATS: &[&str] = &["flac", "mp3", "ogg", "wav"];
+
 const MIN_RATE: u32 = 8_000;
 const MAX_RATE: u32 = 48_000;
 

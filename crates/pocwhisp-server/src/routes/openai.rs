@@ -24,7 +24,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::upload::{self, Caller};
-use crate::audio::intake;
+use crate::audio::{decode, intake};
 use crate::engine::{DecodeOptions, Task};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -213,10 +213,9 @@ fn options(
     request_body(description = "multipart/form-data as OpenAI documents it: `file` and `model` (required), `language`, `prompt`, `response_format` (json, text, srt, vtt, verbose_json), `temperature`, `timestamp_granularities[]` (segment, word; with verbose_json), `stream`", content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The transcript: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
-        (status = 400, description = "OpenAI's error body, naming the parameter at fault"),
+        (status = 400, description = "OpenAI's error body: the parameter at fault, a body that is not a form, or `Invalid file format` for a file that is not audio decoded here"),
         (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
         (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
-        (status = 415, description = "Not an audio format the server decodes"),
         (status = 503, description = "No speech engine, or every remote engine down"),
     ))]
 async fn transcriptions(
@@ -234,10 +233,9 @@ async fn transcriptions(
     request_body(description = "multipart/form-data as OpenAI documents it: `file` and `model` (required), `prompt`, `response_format` (json, text, srt, vtt, verbose_json), `temperature`", content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The English text: JSON, text, SRT, WebVTT, or server-sent events with `stream=true`"),
-        (status = 400, description = "OpenAI's error body, naming the parameter at fault (an engine that does not translate)"),
+        (status = 400, description = "OpenAI's error body: the parameter at fault (an engine that does not translate), a body that is not a form, or `Invalid file format` for a file that is not audio decoded here"),
         (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
         (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
-        (status = 415, description = "Not an audio format the server decodes"),
         (status = 503, description = "No speech engine, or every remote engine down"),
     ))]
 async fn translations(
@@ -260,7 +258,8 @@ async fn answer(
     let received = upload::receive(&state, request, &["file"], || {
         ApiError::invalid_parameter("file", "an audio file in the multipart field `file`")
     })
-    .await?;
+    .await
+    .map_err(not_a_form)?;
     let checked = options(&received.fields, &models, task).and_then(|options| {
         upload::check_options(jobs.engine(), &options.decode).map(|()| options)
     });
@@ -279,7 +278,8 @@ async fn answer(
         None,
         options.decode.clone(),
     )
-    .await?;
+    .await
+    .map_err(invalid_file_format)?;
     if options.stream {
         return Ok(stream(state, accepted).into_response());
     }
@@ -287,6 +287,38 @@ async fn answer(
         .await?
         .ok_or_else(|| ApiError::internal("the job runner stopped"))?;
     render(&detail, &options)
+}
+
+/// OpenAI refuses with 400 what `/api/v1` answers 415 (its SDKs raise `BadRequestError` for
+/// a 400 and only `APIStatusError` for a 415): a body that is not a form, with our message
+/// ([`upload::receive`]'s only 415)...
+fn not_a_form(error: ApiError) -> ApiError {
+    match error {
+        ApiError::UnsupportedMediaType(message) => ApiError::BadRequest {
+            code: "invalid_request",
+            message,
+        },
+        other => other,
+    }
+}
+
+/// ...and a file that is not audio decoded here ([`upload::accept`]'s only 415), in OpenAI's
+/// words, naming the formats this server decodes.
+fn invalid_file_format(error: ApiError) -> ApiError {
+    match error {
+        ApiError::UnsupportedMediaType(_) => ApiError::BadRequest {
+            code: "invalid_file_format",
+            message: format!(
+                "Invalid file format. Supported formats: [{}]",
+                decode::FILE_FORMATS
+                    .iter()
+                    .map(|format| format!("'{format}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        other => other,
+    }
 }
 
 /// The job's words as OpenAI streams them: a `transcript.text.delta` event per utterance as

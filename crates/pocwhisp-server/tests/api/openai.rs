@@ -287,8 +287,17 @@ async fn errors_are_openai_shaped_and_name_the_parameter() {
             Part::bytes(b"not audio at all\n".repeat(100)).file_name("notes.wav"),
         )
         .text("model", "sphinx");
-    let (status, _, code) = openai_error(transcribe(&app, text).await).await;
-    assert_eq!((status, code.as_str()), (415, "invalid_file_type"));
+    // OpenAI's answer, which its SDKs raise as `BadRequestError` (a 415 was only an
+    // `APIStatusError`).
+    let response = transcribe(&app, text).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid file format. Supported formats: ['flac', 'mp3', 'ogg', 'wav']"
+    );
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["param"], serde_json::Value::Null);
     // Not multipart.
     let raw = app
         .request(reqwest::Method::POST, "/v1/audio/transcriptions")
@@ -298,7 +307,7 @@ async fn errors_are_openai_shaped_and_name_the_parameter() {
         .send()
         .await
         .unwrap();
-    assert_eq!(openai_error(raw).await.0, 415);
+    assert_eq!(openai_error(raw).await.0, 400);
     // No token, and a made-up one.
     for token in [None, Some("sk-made-up")] {
         let mut request = app.request(reqwest::Method::POST, "/v1/audio/transcriptions");
