@@ -111,9 +111,10 @@ fn transcript(text: &str) -> Transcript {
     }
 }
 
-/// The reuse key of audio `sha256` decoded by `engine` with `options`.
+/// The reuse key of audio `sha256` decoded by `engine` with `options`, for owner `a`.
 fn key(sha256: &str, engine: &str, options: DecodeOptions) -> ReuseKey {
     ReuseKey {
+        owner: "a".to_owned(),
         sha256: sha256.to_owned(),
         engine: engine.to_owned(),
         model: "en-us".to_owned(),
@@ -532,6 +533,13 @@ async fn transcripts_of_the_same_audio_are_found_for_reuse() {
             None,
             "per engine"
         );
+        let mut other_owner = same.clone();
+        other_owner.owner = "b".to_owned();
+        assert_eq!(
+            store.transcript_of(&other_owner).await.unwrap(),
+            None,
+            "per owner: no user learns that another uploaded the same audio"
+        );
         let mut other_model = same.clone();
         other_model.model = "base".to_owned();
         assert_eq!(
@@ -587,6 +595,10 @@ async fn deleting_removes_everything_and_says_whether_the_audio_is_shared() {
             .create_session(&session("two", "b", "shared", 2))
             .await
             .unwrap();
+        store
+            .create_session(&session("three", "a", "shared", 3))
+            .await
+            .unwrap();
         let job = store.claim_job("w", LEASE).await.unwrap().unwrap();
         let delivery = Delivery {
             url: "http://hooks.example/done".to_owned(),
@@ -615,15 +627,22 @@ async fn deleting_removes_everything_and_says_whether_the_audio_is_shared() {
             .unwrap()
             .unwrap();
         assert_eq!(first.filename, "shared.audio", "{}", store.backend());
-        assert!(first.audio_in_use, "session two has the same audio");
+        assert!(
+            first.audio_in_use,
+            "sessions two and three have the same audio"
+        );
+        assert!(first.audio_kept_for_owner, "session three is a's too");
         assert_eq!(store.session("one", None).await.unwrap(), None);
         assert!(store.deliveries("one").await.unwrap().is_empty());
         // A worker holding a deleted session's job loses it.
         if job.session.id == "one" {
             assert!(!store.renew_lease(job.id, "w", LEASE).await.unwrap());
         }
+        let third = store.delete_session("three", None).await.unwrap().unwrap();
+        assert!(third.audio_in_use, "session two has the same audio");
+        assert!(!third.audio_kept_for_owner, "but it is b's");
         let second = store.delete_session("two", None).await.unwrap().unwrap();
-        assert!(!second.audio_in_use);
+        assert!(!second.audio_in_use && !second.audio_kept_for_owner);
         assert_eq!(store.delete_session("two", None).await.unwrap(), None);
         let stats = store.stats().await.unwrap();
         assert_eq!(

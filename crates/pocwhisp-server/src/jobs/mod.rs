@@ -272,11 +272,12 @@ impl Jobs {
         }
     }
 
-    /// The transcript of `job`'s audio: reused from an earlier session with the same audio
-    /// and engine, or decoded now on the task pool while the lease is renewed.
+    /// The transcript of `job`'s audio: reused from an earlier session of the same owner
+    /// with the same audio and engine, or decoded now on the task pool while the lease is renewed.
     async fn transcribe(self: &Arc<Self>, job: &Job) -> Result<Transcript, JobError> {
         let session = &job.session;
         let reuse = ReuseKey {
+            owner: session.owner.clone(),
             sha256: session.sha256.clone(),
             engine: self.engine.name().to_owned(),
             model: self.engine.model().to_owned(),

@@ -328,7 +328,9 @@ fn remember_host(state: &AppState, host: Option<&http::HeaderValue>) {
 pub(crate) struct Deleted {
     /// The session id.
     session_id: String,
-    /// Whether the audio file went too (not when another session has the same audio).
+    /// Whether the audio is gone: for a user, false only while another of their own sessions
+    /// has the same audio (another user's upload of it is not theirs to know); for an admin,
+    /// whether the file itself went.
     audio_deleted: bool,
 }
 
@@ -362,8 +364,7 @@ async fn delete(
         .await
         .map_err(store_error)?
         .ok_or_else(not_found)?;
-    let audio_deleted = !deleted.audio_in_use;
-    if audio_deleted {
+    if !deleted.audio_in_use {
         let path = state.config().server.data_dir.join(&deleted.filename);
         if let Err(error) = tokio::fs::remove_file(&path).await
             && error.kind() != std::io::ErrorKind::NotFound
@@ -381,6 +382,9 @@ async fn delete(
     }
     Ok(Json(Deleted {
         session_id: id.to_owned(),
-        audio_deleted,
+        audio_deleted: match caller.owner() {
+            Some(_) => !deleted.audio_kept_for_owner,
+            None => !deleted.audio_in_use,
+        },
     }))
 }

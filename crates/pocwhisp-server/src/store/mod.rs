@@ -251,6 +251,9 @@ pub struct Transcript {
 /// engine and model with the same options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReuseKey {
+    /// Whose sessions may lend their transcript: only the uploader's own, so that no user
+    /// learns from a transcript's speed or figures that another uploaded the same audio.
+    pub owner: String,
     /// SHA-256 of the audio.
     pub sha256: String,
     /// The engine's name.
@@ -312,6 +315,9 @@ pub struct Deleted {
     pub filename: String,
     /// Another session has the same audio: keep the file.
     pub audio_in_use: bool,
+    /// Another session of the same owner has the same audio: what that owner is told (that
+    /// another user's session has it is not theirs to know).
+    pub audio_kept_for_owner: bool,
 }
 
 /// One delivery attempt of a callback.

@@ -438,7 +438,7 @@ impl Store for PostgresStore {
             let deleted = transaction
                 .query_opt(
                     "DELETE FROM audio_sessions WHERE id = $1 AND ($2::text IS NULL OR owner = $2) \
-                     RETURNING filename, sha256",
+                     RETURNING filename, sha256, owner",
                     &[&id, &owner],
                 )
                 .await
@@ -447,19 +447,21 @@ impl Store for PostgresStore {
                 transaction.rollback().await.map_err(pg)?;
                 return Ok(None);
             };
-            let sha256: String = deleted.get(1);
-            let others: i64 = transaction
+            let (sha256, session_owner): (String, String) = (deleted.get(1), deleted.get(2));
+            let sharing = transaction
                 .query_one(
-                    "SELECT count(*) FROM audio_sessions WHERE sha256 = $1",
-                    &[&sha256],
+                    "SELECT count(*), count(*) FILTER (WHERE owner = $2) \
+                     FROM audio_sessions WHERE sha256 = $1",
+                    &[&sha256, &session_owner],
                 )
                 .await
-                .map_err(pg)?
-                .get(0);
+                .map_err(pg)?;
+            let (others, owners): (i64, i64) = (sharing.get(0), sharing.get(1));
             transaction.commit().await.map_err(pg)?;
             Ok(Some(Deleted {
                 filename: deleted.get(0),
                 audio_in_use: others > 0,
+                audio_kept_for_owner: owners > 0,
             }))
         })
     }
@@ -749,12 +751,13 @@ impl Store for PostgresStore {
                 .query_opt(
                     "SELECT id, processing_time, language FROM audio_sessions \
                      WHERE sha256 = $1 AND engine = $2 AND model = $3 AND options = $4 \
-                     AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
+                     AND owner = $5 AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
                     &[
                         &key.sha256,
                         &key.engine,
                         &key.model,
                         &options_text(&key.options)?,
+                        &key.owner,
                     ],
                 )
                 .await

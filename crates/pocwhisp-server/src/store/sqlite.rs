@@ -347,32 +347,34 @@ impl Store for SqliteStore {
         let owner = owner.map(str::to_owned);
         self.run(move |connection| {
             let transaction = write_transaction(connection)?;
-            let found: Option<(String, String)> = transaction
+            let found: Option<(String, String, String)> = transaction
                 .query_row(
-                    "SELECT filename, sha256 FROM audio_sessions WHERE id = ?1 \
+                    "SELECT filename, sha256, owner FROM audio_sessions WHERE id = ?1 \
                      AND (?2 IS NULL OR owner = ?2)",
                     params![id, owner],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()
                 .map_err(sql)?;
-            let Some((filename, sha256)) = found else {
+            let Some((filename, sha256, session_owner)) = found else {
                 return Ok(None);
             };
             transaction
                 .execute("DELETE FROM audio_sessions WHERE id = ?1", [&id])
                 .map_err(sql)?;
-            let others: i64 = transaction
+            let (others, owners): (i64, i64) = transaction
                 .query_row(
-                    "SELECT count(*) FROM audio_sessions WHERE sha256 = ?1",
-                    [&sha256],
-                    |row| row.get(0),
+                    "SELECT count(*), count(*) FILTER (WHERE owner = ?2) \
+                     FROM audio_sessions WHERE sha256 = ?1",
+                    params![sha256, session_owner],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .map_err(sql)?;
             transaction.commit().map_err(sql)?;
             Ok(Some(Deleted {
                 filename,
                 audio_in_use: others > 0,
+                audio_kept_for_owner: owners > 0,
             }))
         })
     }
@@ -636,12 +638,13 @@ impl Store for SqliteStore {
                 .query_row(
                     "SELECT id, processing_time, language FROM audio_sessions \
                      WHERE sha256 = ?1 AND engine = ?2 AND model = ?3 AND options = ?4 \
-                     AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
+                     AND owner = ?5 AND status = 'completed' ORDER BY processed_at DESC LIMIT 1",
                     params![
                         key.sha256,
                         key.engine,
                         key.model,
-                        options_text(&key.options)?
+                        options_text(&key.options)?,
+                        key.owner
                     ],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )

@@ -602,17 +602,29 @@ async fn every_spelling_of_a_path_is_one_cache_entry_and_goes_with_the_delete() 
     }
 }
 
+/// The same audio is stored once and its file goes with the last session; its transcript
+/// is reused for the uploader's own sessions only, and a user is told only of their own: that
+/// another user uploaded the same audio shows neither in a transcript's figures nor in what
+/// a delete answers.
 #[tokio::test]
-async fn the_same_audio_is_stored_once_and_its_file_goes_with_the_last_session() {
+async fn the_same_audio_is_stored_once_and_users_learn_only_of_their_own_sessions() {
     let app = spawn_app().await;
     let first = app.transcribe(USER, wav(FIRST)).await;
-    let second = app.transcribe(OTHER_USER, wav(FIRST)).await;
-    assert_eq!(first["metadata"]["sha256"], second["metadata"]["sha256"]);
-    assert_eq!(
-        words_in(&first),
-        words_in(&second),
-        "the transcript is reused"
+    let again = app.transcribe(USER, wav(FIRST)).await;
+    let other = app.transcribe(OTHER_USER, wav(FIRST)).await;
+    assert_eq!(first["metadata"]["sha256"], other["metadata"]["sha256"]);
+    let processing_time =
+        |session: &serde_json::Value| session["metadata"]["processing_time"].as_f64().unwrap();
+    // A reused transcript takes a read of the store; a decode takes seconds.
+    assert!(
+        processing_time(&again) * 10.0 < processing_time(&first),
+        "the user's own transcript is reused: {again}"
     );
+    assert!(
+        processing_time(&other) > processing_time(&again) * 10.0,
+        "another user's audio is transcribed for them: {other}"
+    );
+    assert_eq!(words_in(&first), words_in(&other));
     let audio_files = || {
         let hash = first["metadata"]["sha256"].as_str().unwrap();
         let dir = app.data_dir.path().join("audio").join(&hash[..2]);
@@ -637,9 +649,18 @@ async fn the_same_audio_is_stored_once_and_its_file_goes_with_the_last_session()
                 .unwrap()
         }
     };
-    assert_eq!(delete(USER, &first).await["audio_deleted"], false);
-    assert_eq!(audio_files(), 1, "the other session still has it");
-    assert_eq!(delete(OTHER_USER, &second).await["audio_deleted"], true);
+    assert_eq!(
+        delete(USER, &first).await["audio_deleted"],
+        false,
+        "the user's other session has it"
+    );
+    assert_eq!(
+        delete(USER, &again).await["audio_deleted"],
+        true,
+        "gone for this user, though another user's session keeps the file"
+    );
+    assert_eq!(audio_files(), 1);
+    assert_eq!(delete(OTHER_USER, &other).await["audio_deleted"], true);
     assert_eq!(audio_files(), 0);
 }
 
