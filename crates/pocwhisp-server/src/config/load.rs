@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::value::{Dict, Value};
 use serde::Serialize;
 
+use super::redact::{redact_urls, redacted_url};
 use super::{Config, Environment};
 
 /// Settings given on the command line, which win over everything else.
@@ -229,25 +230,16 @@ pub fn masked_yaml(config: &Config) -> String {
     // Through JSON's data model, so enums print as the maps the file takes
     // (`key: {identity: ...}`), not as YAML tags.
     let mut value = serde_json::to_value(config).expect("the configuration serializes");
+    // Every URL without its password or secret parameters (webhooks, engines); the database
+    // and Redis URLs, secrets as a whole, shown so too rather than as `****`.
+    redact_urls(&mut value);
     if let Some(url) = config.database.url.as_ref() {
-        value["database"]["url"] = serde_json::Value::from(mask_password(url.expose()));
+        value["database"]["url"] = serde_json::Value::from(redacted_url(url.expose()));
     }
     if let Some(url) = config.redis.url.as_ref() {
-        value["redis"]["url"] = serde_json::Value::from(mask_password(url.expose()));
+        value["redis"]["url"] = serde_json::Value::from(redacted_url(url.expose()));
     }
     serde_yaml::to_string(&value).expect("the configuration serializes")
-}
-
-/// `postgres://user:secret@host/db` as `postgres://user:****@host/db`.
-fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "****".to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let user = userinfo.split(':').next().unwrap_or_default();
-    format!("{scheme}://{user}:****@{host}")
 }
 
 #[cfg(test)]
@@ -333,28 +325,24 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_masked_and_the_rest_kept() {
-        assert_eq!(
-            mask_password("postgres://app:s3cr%40t@db.internal:5432/pocwhisp"),
-            "postgres://app:****@db.internal:5432/pocwhisp"
-        );
-        assert_eq!(
-            mask_password("postgres://app@db/x"),
-            "postgres://app:****@db/x"
-        );
-        assert_eq!(mask_password("host=db password=x"), "****");
-        assert_eq!(
-            mask_password("redis://:hunter2@cache:6379/0"),
-            "redis://:****@cache:6379/0"
-        );
+    fn check_config_prints_no_secret_of_any_url() {
         let mut config = Config::default();
         config.redis.url = Some(crate::config::Secret::new("redis://:hunter2@cache:6379/0"));
         config.redis.key_secret = Some(crate::config::Secret::new("keys-secret"));
+        config.database.url = Some(crate::config::Secret::new(
+            "postgres://app@db/pocwhisp?sslmode=require&password=pg-secret",
+        ));
+        config.alerts.webhook_url = Some("https://ops:hook-secret@hooks.example/alert".into());
         let printed = masked_yaml(&config);
-        assert!(printed.contains("redis://:****@cache:6379/0"), "{printed}");
-        assert!(
-            !printed.contains("hunter2") && !printed.contains("keys-secret"),
-            "{printed}"
-        );
+        for shown in [
+            "redis://:****@cache:6379/0",
+            "postgres://app@db/pocwhisp?sslmode=require&password=****",
+            "https://ops:****@hooks.example/alert",
+        ] {
+            assert!(printed.contains(shown), "{shown} in {printed}");
+        }
+        for secret in ["hunter2", "keys-secret", "pg-secret", "hook-secret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
     }
 }

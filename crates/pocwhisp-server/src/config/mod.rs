@@ -6,6 +6,7 @@
 //! not a setting silently ignored.
 
 mod load;
+mod redact;
 mod units;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use perf_middleware::rate_limit::RateLimitConfig;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, Overrides, load, masked_yaml};
+pub use redact::redacted_url;
 pub(crate) use units::split_secrets;
 pub use units::{ByteSize, Secret};
 

@@ -38,7 +38,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::{BoxError, Service, ServiceExt};
 
 use super::{EngineError, EngineStatus, Transcriber, Utterance, Word};
-use crate::config::{OpenAiEngineConfig, Secret};
+use crate::config::{OpenAiEngineConfig, Secret, redacted_url};
 
 /// What one request asks: a channel as WAV.
 #[derive(Debug, Clone)]
@@ -79,6 +79,9 @@ const COOL_DOWN: Duration = Duration::from_secs(2);
 /// cooling down from a failure.
 struct Endpoint {
     url: Arc<str>,
+    /// The URL as messages, health and metric labels show it (no password or secret
+    /// parameter).
+    shown: Arc<str>,
     api_key: Option<Secret>,
     model: Arc<str>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -136,12 +139,13 @@ impl Service<RemoteRequest> for Endpoint {
         let call = post(
             self.client.clone(),
             Arc::clone(&self.url),
+            Arc::clone(&self.shown),
             self.api_key.clone(),
             Arc::clone(&self.model),
             request.wav,
         );
         let timeout = self.timeout;
-        let url = Arc::clone(&self.url);
+        let url = Arc::clone(&self.shown);
         let last = Arc::clone(&self.last);
         Box::pin(async move {
             let result = match tokio::time::timeout(timeout, call).await {
@@ -219,9 +223,11 @@ struct VerboseWord {
     end: f64,
 }
 
+/// Posts `wav` to the server at `url` (named `shown` in errors).
 async fn post(
     client: Client<HttpConnector, Full<Bytes>>,
     url: Arc<str>,
+    shown: Arc<str>,
     api_key: Option<Secret>,
     model: Arc<str>,
     wav: Bytes,
@@ -244,16 +250,16 @@ async fn post(
     let response = client
         .request(request)
         .await
-        .map_err(|error| RemoteError::Transient(format!("cannot reach {url}: {error}")))?;
+        .map_err(|error| RemoteError::Transient(format!("cannot reach {shown}: {error}")))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
         .await
-        .map_err(|error| RemoteError::Transient(format!("{url} broke off its answer: {error}")))?
+        .map_err(|error| RemoteError::Transient(format!("{shown} broke off its answer: {error}")))?
         .to_bytes();
     if !status.is_success() {
         let excerpt = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        let reason = format!("{url} answered {status}: {excerpt}");
+        let reason = format!("{shown} answered {status}: {excerpt}");
         return Err(
             if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                 RemoteError::Transient(reason)
@@ -263,7 +269,7 @@ async fn post(
         );
     }
     let verbose: Verbose = serde_json::from_slice(&body).map_err(|error| {
-        RemoteError::Refused(format!("{url} answered no verbose_json: {error}"))
+        RemoteError::Refused(format!("{shown} answered no verbose_json: {error}"))
     })?;
     Ok(utterances_of(verbose))
 }
@@ -347,7 +353,8 @@ type Discovered = PeakEwmaDiscover<ServiceList<Vec<ConcurrencyLimit<Endpoint>>>>
 
 /// What the client knows of one server.
 struct Server {
-    url: Arc<str>,
+    /// Its URL as it may be shown.
+    shown: Arc<str>,
     breaker: CircuitBreaker,
     last: Arc<std::sync::Mutex<LastCall>>,
 }
@@ -385,20 +392,22 @@ impl RemoteClient {
         let mut endpoints = Vec::new();
         for endpoint in &config.endpoints {
             let url: Arc<str> = Arc::from(endpoint.url.trim_end_matches('/'));
+            let shown: Arc<str> = Arc::from(redacted_url(&url));
             let mut breaker_config = config.breaker.clone();
-            breaker_config.name = format!("{}:{url}", config.breaker.name);
+            breaker_config.name = format!("{}:{shown}", config.breaker.name);
             let breaker = CircuitBreaker::new(breaker_config).map_err(|error| {
                 EngineError::Unavailable(format!("engine.openai.breaker: {error}"))
             })?;
             let last: Arc<std::sync::Mutex<LastCall>> = Arc::default();
             breakers.push(Server {
-                url: Arc::clone(&url),
+                shown: Arc::clone(&shown),
                 breaker: breaker.clone(),
                 last: Arc::clone(&last),
             });
             endpoints.push(ConcurrencyLimit::new(
                 Endpoint {
                     url,
+                    shown,
                     api_key: endpoint.api_key.clone(),
                     model: Arc::clone(&model),
                     client: client.clone(),
@@ -450,13 +459,14 @@ impl RemoteClient {
         soonest
     }
 
-    /// Each server, its breaker's state, and why its last call failed if it did.
+    /// Each server (its URL as it may be shown), its breaker's state, and why its last call
+    /// failed if it did.
     pub fn servers(&self) -> Vec<(String, State, Option<String>)> {
         self.breakers
             .iter()
             .map(|server| {
                 (
-                    server.url.to_string(),
+                    server.shown.to_string(),
                     server.breaker.state(),
                     perf_core::sync::lock(&server.last).failure.clone(),
                 )
@@ -695,6 +705,20 @@ mod tests {
             .map(|u| u.words.len())
             .collect();
         assert_eq!(counts, [2, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_server_is_shown_without_its_password_or_secret_parameters() {
+        let config = OpenAiEngineConfig {
+            endpoints: vec![crate::config::RemoteEndpoint {
+                url: "http://user:url-secret@127.0.0.1:9/?api_key=key-secret".to_owned(),
+                api_key: None,
+            }],
+            ..OpenAiEngineConfig::default()
+        };
+        let client = RemoteClient::new(&config).unwrap();
+        let (shown, ..) = &client.servers()[0];
+        assert_eq!(shown, "http://user:****@127.0.0.1:9/?api_key=****");
     }
 
     #[test]
