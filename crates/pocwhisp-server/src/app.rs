@@ -105,7 +105,7 @@ impl Application {
         // The recorder first: every component resolves its metric handles when built.
         let prometheus = crate::telemetry::prometheus();
         let config = Arc::new(config);
-        tokio::fs::create_dir_all(&config.server.data_dir)
+        crate::audio::intake::private_dir(&config.server.data_dir)
             .await
             .map_err(StartError::DataDir)?;
         let (store, postgres) = open_store(&config).await?;

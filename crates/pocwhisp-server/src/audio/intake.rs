@@ -69,9 +69,14 @@ impl Receiving {
     /// The file system's error.
     pub async fn start(data_dir: &Path, limit: u64) -> Result<Self, IntakeError> {
         let dir = data_dir.join("tmp");
-        tokio::fs::create_dir_all(&dir).await?;
+        private_dir(&dir).await?;
         let path = dir.join(format!("{}.part", uuid::Uuid::new_v4()));
-        let file = File::create(&path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .await?;
         Ok(Receiving {
             file,
             path,
@@ -197,7 +202,7 @@ pub async fn keep(data_dir: &Path, received: Received) -> Result<String, IntakeE
         .parent()
         .expect("a stored name has a directory")
         .to_path_buf();
-    tokio::fs::create_dir_all(&dir).await?;
+    private_dir(&dir).await?;
     if tokio::fs::try_exists(&target).await? {
         tokio::fs::remove_file(&received.path).await?;
     } else {
@@ -207,6 +212,22 @@ pub async fn keep(data_dir: &Path, received: Received) -> Result<String, IntakeE
             .map_err(std::io::Error::other)??;
     }
     Ok(name)
+}
+
+/// Creates `dir` and any parent missing, each for the server's user alone (audio and
+/// transcripts are private), and takes a `dir` that was already there to that mode too.
+///
+/// # Errors
+///
+/// The file system's error.
+pub async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
 }
 
 /// Serialises, per audio hash, storing a file with its session against deleting the last

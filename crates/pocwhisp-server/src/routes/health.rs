@@ -4,20 +4,22 @@
 //! - ready: storage is open and migrated; 503 with the reason (and `Retry-After`) until then;
 //!   `degraded` with the reason when there is no speech engine (reads still work).
 //! - health: each dependency (storage, engine, disk space of the data directory, Redis when
-//!   configured) with its status; 503 when one is down (Redis is at worst degraded).
+//!   configured) with its status; 503 when one is down (Redis is at worst degraded). What
+//!   was found (paths, hosts, errors) only for an admin token: it maps the deployment.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::ApiError;
+use crate::config::Role;
+use crate::http::{ApiError, Principal};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -80,8 +82,9 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> 
 pub(crate) struct Component {
     /// `ok`, `degraded` or `down`.
     status: &'static str,
-    /// What was checked and found.
-    detail: String,
+    /// What was checked and found; shown to admins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 /// Every dependency.
@@ -101,32 +104,35 @@ pub(crate) struct Health {
 const DISK_DEGRADED: f64 = 10.0;
 const DISK_DOWN: f64 = 2.0;
 
-/// Each dependency checked now.
+/// Each dependency checked now; with an admin token, what was found.
 #[utoipa::path(get, path = "/api/v1/health", tag = "health",
     responses(
         (status = 200, description = "Every dependency up (some may be degraded)", body = Health),
         (status = 503, description = "A dependency is down", body = Health),
     ))]
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
     let mut components = std::collections::BTreeMap::new();
     let store = &state.inner.store;
     let storage = match state.inner.readiness.reason() {
         Some(reason) => Component {
             status: "down",
-            detail: reason,
+            detail: Some(reason),
         },
         None => match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
             Ok(Ok(())) => Component {
                 status: "ok",
-                detail: format!("{} answers", store.backend()),
+                detail: Some(format!("{} answers", store.backend())),
             },
             Ok(Err(error)) => Component {
                 status: "down",
-                detail: error.to_string(),
+                detail: Some(error.to_string()),
             },
             Err(_) => Component {
                 status: "down",
-                detail: format!("{} did not answer within 2 s", store.backend()),
+                detail: Some(format!("{} did not answer within 2 s", store.backend())),
             },
         },
     };
@@ -137,19 +143,29 @@ async fn health(State(state): State<AppState>) -> Response {
             let engine = jobs.engine().status();
             Component {
                 status: engine.status,
-                detail: format!("{}, {} jobs running here", engine.detail, jobs.running()),
+                detail: Some(format!(
+                    "{}, {} jobs running here",
+                    engine.detail,
+                    jobs.running()
+                )),
             }
         }
         (None, problem) => Component {
             status: "down",
-            detail: problem.clone().unwrap_or_default(),
+            detail: problem.clone(),
         },
     };
     components.insert("engine", engine);
     if let Some(redis) = &state.inner.redis {
         // Degraded, never down: without Redis the server works on, each instance alone.
         let (status, detail) = redis.health().await;
-        components.insert("redis", Component { status, detail });
+        components.insert(
+            "redis",
+            Component {
+                status,
+                detail: Some(detail),
+            },
+        );
     }
     let worst = components
         .values()
@@ -165,6 +181,11 @@ async fn health(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::OK
     };
+    if !principal.is_some_and(|Extension(principal)| principal.may(Role::Admin)) {
+        for component in components.values_mut() {
+            component.detail = None;
+        }
+    }
     let body = Health {
         status: worst,
         version: env!("CARGO_PKG_VERSION"),
@@ -191,18 +212,18 @@ fn disk(state: &AppState) -> Component {
             };
             Component {
                 status,
-                detail: format!(
+                detail: Some(format!(
                     "{:.1} % free ({} MiB) in {}; {} abandoned partial uploads removed",
                     percent,
                     free >> 20,
                     dir.display(),
                     state.inner.upload_sweeper.removed()
-                ),
+                )),
             }
         }
         Err(error) => Component {
             status: "down",
-            detail: format!("cannot read {}: {error}", dir.display()),
+            detail: Some(format!("cannot read {}: {error}", dir.display())),
         },
     }
 }

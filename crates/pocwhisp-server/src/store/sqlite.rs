@@ -45,16 +45,39 @@ fn open(path: &Path) -> Slot {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        // WAL: readers never wait for the writer; NORMAL is durable at every checkpoint and
-        // loses no committed transaction on a process crash (only on power loss, the last
-        // commits before it).
+        // WAL: readers never wait for the writer. FULL: each commit is on disk before it
+        // returns, so an upload answered 2xx survives a power loss too (NORMAL could lose the
+        // last commits before one), for one fsync of the log per write.
         connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(Duration::from_secs(5))?;
         Ok(connection)
     };
     connect().map_err(|error| error.to_string())
+}
+
+/// Makes the database at `path` (created empty if missing, which SQLite takes as a new
+/// database) and its log and shared-memory files readable by the server's user alone:
+/// transcripts are private. SQLite gives the files it creates beside a database that
+/// database's mode.
+fn private_database(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn other(error: impl std::fmt::Display) -> StoreError {
@@ -89,6 +112,8 @@ impl SqliteStore {
         let path = Arc::new(data_dir.join("pocwhisp.sqlite3"));
         let migrate_path = Arc::clone(&path);
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            private_database(&migrate_path)
+                .map_err(|error| StoreError::Unavailable(error.to_string()))?;
             let mut connection = open(&migrate_path).map_err(StoreError::Unavailable)?;
             embedded::migrations::runner()
                 .run(&mut connection)

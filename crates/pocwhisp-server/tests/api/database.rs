@@ -421,7 +421,11 @@ async fn deleting_a_session_while_its_job_runs_cancels_the_job() {
     // The job notices at its next lease renewal (a third of the 3 s lease) and stops.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
+        let health: serde_json::Value = app
+            .get("/api/v1/health")
+            .bearer_auth(ADMIN)
+            .json_reply()
+            .await;
         let engine = health["components"]["engine"]["detail"]
             .as_str()
             .unwrap()

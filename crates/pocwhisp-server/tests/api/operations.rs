@@ -13,15 +13,31 @@ async fn liveness_readiness_and_dependencies() {
     assert_eq!(live["status"], "alive");
     let ready: serde_json::Value = app.get("/api/v1/ready").json_reply().await;
     assert_eq!(ready["status"], "ready");
-    let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
+    let health: serde_json::Value = app
+        .get("/api/v1/health")
+        .bearer_auth(ADMIN)
+        .json_reply()
+        .await;
     assert_eq!(health["components"]["storage"]["status"], "ok", "{health}");
-    assert!(
-        health["components"]["disk"]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("% free")
-    );
+    let disk = health["components"]["disk"]["detail"].as_str().unwrap();
+    assert!(disk.contains("% free"), "{disk}");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    // What was found (the data directory's path, hosts, errors) maps the deployment: not
+    // for anyone without an admin token, whose answer has the statuses alone.
+    let data_dir = app.data_dir.path().to_str().unwrap();
+    assert!(health.to_string().contains(data_dir));
+    for token in [None, Some(USER)] {
+        let mut request = app.get("/api/v1/health");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let health: serde_json::Value = request.json_reply().await;
+        assert_eq!(health["components"]["disk"]["status"], "ok", "{health}");
+        for component in health["components"].as_object().unwrap().values() {
+            assert!(component.get("detail").is_none(), "{token:?}: {health}");
+        }
+        assert!(!health.to_string().contains(data_dir));
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::helpers::{JsonReply, USER, start_binary};
+use crate::helpers::{ADMIN, JsonReply, USER, start_binary};
 use crate::speech::joined_recordings;
 
 #[tokio::test]
@@ -103,12 +103,11 @@ async fn partial_uploads_abandoned_by_a_dead_process_are_swept() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(recent.exists(), "a file still being written is kept");
-    let health: serde_json::Value = reqwest::get(format!("{address}/api/v1/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = reqwest::Client::new()
+        .get(format!("{address}/api/v1/health"))
+        .bearer_auth(ADMIN)
+        .json_reply()
+        .await;
     let disk = health["components"]["disk"]["detail"].as_str().unwrap();
     assert!(
         disk.ends_with("1 abandoned partial uploads removed"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pocwhisp_server::config::{EngineKind, RemoteEndpoint, Secret};
 
-use crate::helpers::{JsonReply, TestApp, USER, error_of, spawn_app, spawn_with, words_in};
+use crate::helpers::{ADMIN, JsonReply, TestApp, USER, error_of, spawn_app, spawn_with, words_in};
 use crate::speech::{joined_recordings, recording, references, sox};
 
 fn wav(id: &str) -> Vec<u8> {
@@ -39,7 +39,11 @@ async fn front(urls: &[&str]) -> TestApp {
 
 /// The engine's health component of `app`.
 async fn engine_health(app: &TestApp) -> serde_json::Value {
-    let health: serde_json::Value = app.get("/api/v1/health").json_reply().await;
+    let health: serde_json::Value = app
+        .get("/api/v1/health")
+        .bearer_auth(ADMIN)
+        .json_reply()
+        .await;
     health["components"]["engine"].clone()
 }
 

@@ -118,6 +118,7 @@ async fn two_instances_share_the_quota_the_cached_sessions_and_their_deletion() 
 async fn redis_health(client: &reqwest::Client, base: &str) -> (u16, serde_json::Value) {
     let response = client
         .get(format!("{base}/api/v1/health"))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();

@@ -923,3 +923,30 @@ async fn audio_longer_than_the_limit_is_too_large_on_both_doors() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
 }
+
+/// Everything the server keeps (the database and its log, the audio, the directories) is
+/// for the server's user alone: audio and transcripts are private, also from the other
+/// accounts of the machine.
+#[tokio::test]
+async fn what_the_server_keeps_on_disk_is_readable_by_its_user_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    app.transcribe(USER, wav(FIRST)).await;
+    let mut pending = vec![app.data_dir.path().to_path_buf()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path).unwrap();
+        let mode = metadata.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        if metadata.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().path()),
+            );
+        }
+        seen += 1;
+    }
+    // The directory, the database and its log, the audio and its directories at least.
+    assert!(seen >= 6, "{seen} paths");
+}
