@@ -136,25 +136,29 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.received += data.remaining() as u64;
-                    if let Some(timer) = this.timer {
-                        let due = deadline(started, *this.grace, *this.min_rate, *this.received);
-                        timer.as_mut().reset(due);
-                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let timer = this.timer.get_or_insert_with(|| {
-                    let due = deadline(started, *this.grace, *this.min_rate, *this.received);
-                    Box::pin(tokio::time::sleep_until(due))
-                });
-                ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Some(Err(BodyTimeoutError {
-                    received: *this.received,
+                let due = || deadline(started, *this.grace, *this.min_rate, *this.received);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due())));
+                // The timer is not moved with every frame: when it fires, the bytes that
+                // came since it was set say whether the body is behind or when to look again.
+                loop {
+                    ready!(timer.as_mut().poll(cx));
+                    let due = due();
+                    if due <= Instant::now() {
+                        return Poll::Ready(Some(Err(BodyTimeoutError {
+                            received: *this.received,
+                        }
+                        .into())));
+                    }
+                    timer.as_mut().reset(due);
                 }
-                .into())))
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use perf_breaker::CircuitBreaker;
@@ -84,6 +84,9 @@ pub struct Application {
     shared_requests: Option<SharedRequestLimit>,
     local_addr: SocketAddr,
     summary: TokenSummary,
+    /// The PostgreSQL store still to migrate, handed to its task when serving starts;
+    /// `None` for SQLite.
+    migration: Option<PendingMigration>,
 }
 
 impl std::fmt::Debug for Application {
@@ -105,7 +108,7 @@ impl Application {
         // The recorder first: every component resolves its metric handles when built.
         let prometheus = crate::telemetry::prometheus();
         let config = Arc::new(config);
-        crate::audio::intake::private_dir(&config.server.data_dir)
+        intake::private_data_dir(&config.server.data_dir)
             .await
             .map_err(StartError::DataDir)?;
         let (store, postgres) = open_store(&config).await?;
@@ -243,7 +246,6 @@ impl Application {
                 },
                 jobs,
                 engine_problem,
-                migration: Mutex::new(migration),
                 tasks,
                 store_stats: Default::default(),
                 router: Default::default(),
@@ -265,6 +267,7 @@ impl Application {
             shared_requests,
             local_addr,
             summary,
+            migration,
         })
     }
 
@@ -314,7 +317,7 @@ impl Application {
             .layer(self.performance)
             .option_layer(self.shared_requests)
             .service(router);
-        let background = background_tasks(&state);
+        let background = background_tasks(&state, self.migration);
         tracing::info!(
             address = %self.local_addr,
             environment = %config.environment,
@@ -647,8 +650,9 @@ fn sweep_abandoned_uploads(state: &AppState) -> JoinHandle<()> {
     })
 }
 
-/// Sampling, cache warm-up, the memory guard and the Prometheus recorder's upkeep.
-fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
+/// Sampling, cache warm-up, the memory guard, the Prometheus recorder's upkeep, the upload
+/// sweeper, and `migration` when one is pending.
+fn background_tasks(state: &AppState, migration: Option<PendingMigration>) -> Vec<JoinHandle<()>> {
     let shared = &state.inner;
     let sampler = shared.profiler.spawn();
     let warmer = shared.warmer.spawn();
@@ -673,7 +677,7 @@ fn background_tasks(state: &AppState) -> Vec<JoinHandle<()>> {
     if let Some(url) = &shared.config.alerts.webhook_url {
         tasks.push(crate::alerts::spawn_webhook(&shared.profiler, url.clone()));
     }
-    if let Some(pending) = perf_core::sync::lock(&shared.migration).take() {
+    if let Some(pending) = migration {
         tasks.push(migrate_until_ready(pending, shared.readiness.clone()));
     }
     if let Some(redis) = &shared.redis {
@@ -734,7 +738,7 @@ async fn open_store(
 
 /// A PostgreSQL store still to prepare when the server starts.
 #[derive(Debug)]
-pub(crate) struct PendingMigration {
+struct PendingMigration {
     store: PostgresStore,
     /// See [`Tokens::renamed_identities`].
     renamed_identities: Vec<(String, Arc<str>)>,

@@ -1,6 +1,6 @@
 //! What every route shares: one `Clone` struct of handles.
 
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -53,9 +53,6 @@ pub(crate) struct Shared {
     pub(crate) jobs: Option<Arc<Jobs>>,
     /// Why there is no engine, and how to fix it.
     pub(crate) engine_problem: Option<String>,
-    /// The PostgreSQL store still to migrate at start, taken by the task that does; `None`
-    /// for SQLite.
-    pub(crate) migration: Mutex<Option<crate::app::PendingMigration>>,
     /// The pool jobs run on.
     pub(crate) tasks: TaskPool,
     /// Jobs and sessions in the store, refreshed in the background for the profiler.

@@ -214,19 +214,30 @@ pub async fn keep(data_dir: &Path, received: Received) -> Result<String, IntakeE
     Ok(name)
 }
 
-/// Creates `dir` and any parent missing, each for the server's user alone (audio and
-/// transcripts are private), and takes a `dir` that was already there to that mode too.
+/// Creates `dir` and any parent missing, each for the server's user alone: audio and
+/// transcripts are private. A directory already there keeps its mode; the data directory's
+/// own is taken to `0700` at start ([`private_data_dir`]), which closes everything in it.
 ///
 /// # Errors
 ///
 /// The file system's error.
 pub async fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     tokio::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .await?;
+        .await
+}
+
+/// Creates the data directory for the server's user alone, or takes the one already there
+/// to that mode (an older release made it `0755`).
+///
+/// # Errors
+///
+/// The file system's error.
+pub async fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    private_dir(dir).await?;
     tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await
 }
 

@@ -14,9 +14,6 @@ use memchr::memmem;
 /// take, the line breaks included.
 pub(crate) const MAX_PART_HEADER_BYTES: usize = 8 << 10;
 
-/// The end of a part's headers.
-const BLANK_LINE: &[u8] = b"\r\n\r\n";
-
 /// A part whose headers passed [`MAX_PART_HEADER_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PartHeadersTooLarge;
@@ -50,20 +47,27 @@ enum Place {
 #[derive(Debug)]
 pub(crate) struct PartHeaderLimit {
     /// `\r\n--boundary`: what starts each part.
-    delimiter: Vec<u8>,
+    delimiter: memmem::Finder<'static>,
+    /// `\r\n\r\n`: what ends a part's headers.
+    blank_line: memmem::Finder<'static>,
     place: Place,
     /// The last bytes of earlier chunks that may begin what is looked for.
     carry: Vec<u8>,
+    /// The carry and the start of the next chunk, searched together; kept to be reused.
+    joined: Vec<u8>,
 }
 
 impl PartHeaderLimit {
     /// A scan of a body whose parts are separated by `boundary`.
     pub(crate) fn new(boundary: &str) -> Self {
+        let delimiter = [b"\r\n--", boundary.as_bytes()].concat();
         PartHeaderLimit {
-            delimiter: [b"\r\n--", boundary.as_bytes()].concat(),
+            delimiter: memmem::Finder::new(&delimiter).into_owned(),
+            blank_line: memmem::Finder::new(b"\r\n\r\n").into_owned(),
             place: Place::Data,
             // The first delimiter may open the body without a line break before it.
             carry: b"\r\n".to_vec(),
+            joined: Vec::new(),
         }
     }
 
@@ -73,7 +77,7 @@ impl PartHeaderLimit {
         loop {
             match self.place {
                 Place::Closed => return Ok(()),
-                Place::Data => match self.find(rest, self.delimiter.len()) {
+                Place::Data => match self.find(rest) {
                     Some(end) => {
                         rest = &rest[end..];
                         self.place = Place::Delimiter;
@@ -96,7 +100,7 @@ impl PartHeaderLimit {
                         Place::Headers { seen: 2 }
                     };
                 }
-                Place::Headers { seen } => match self.find(rest, BLANK_LINE.len()) {
+                Place::Headers { seen } => match self.find(rest) {
                     Some(end) if seen + end <= MAX_PART_HEADER_BYTES => {
                         rest = &rest[end..];
                         self.place = Place::Data;
@@ -113,32 +117,32 @@ impl PartHeaderLimit {
         }
     }
 
-    /// Where in `rest` what the current place looks for (of `length` bytes: the delimiter
-    /// or the blank line) ends, counting the carried bytes before `rest`; the carry is
-    /// cleared on a find and otherwise keeps the tail that may begin a match.
-    fn find(&mut self, rest: &[u8], length: usize) -> Option<usize> {
-        let pattern: &[u8] = match self.place {
-            Place::Headers { .. } => BLANK_LINE,
+    /// Where in `rest` what the current place looks for (the delimiter, or in headers the
+    /// blank line) ends, counting the carried bytes before `rest`; the carry is cleared on a
+    /// find and otherwise keeps the tail that may begin a match.
+    fn find(&mut self, rest: &[u8]) -> Option<usize> {
+        let finder = match self.place {
+            Place::Headers { .. } => &self.blank_line,
             _ => &self.delimiter,
         };
-        debug_assert_eq!(pattern.len(), length);
-        // A match that starts in the carry ends in the first `length - 1` bytes of `rest`.
-        let mut joined = self.carry.clone();
-        joined.extend_from_slice(&rest[..rest.len().min(length - 1)]);
-        let found = memmem::find(&joined, pattern)
-            .map(|start| start + length - self.carry.len())
-            .or_else(|| memmem::find(rest, pattern).map(|start| start + length));
-        match found {
-            Some(_) => self.carry.clear(),
-            None => {
-                let keep = (length - 1).min(joined.len());
-                self.carry = if rest.len() >= length - 1 {
-                    rest[rest.len() - (length - 1)..].to_vec()
-                } else {
-                    joined[joined.len() - keep..].to_vec()
-                };
-            }
-        }
+        let tail = finder.needle().len() - 1;
+        // A match that starts in the carry ends in the first `tail` bytes of `rest`.
+        self.joined.clear();
+        self.joined.extend_from_slice(&self.carry);
+        self.joined.extend_from_slice(&rest[..rest.len().min(tail)]);
+        let found = finder
+            .find(&self.joined)
+            .map(|start| start + tail + 1 - self.carry.len())
+            .or_else(|| finder.find(rest).map(|start| start + tail + 1));
+        // What may begin the next match: the last `tail` bytes of the carry and `rest`.
+        let kept = match found {
+            Some(_) => &[][..],
+            None if rest.len() >= tail => &rest[rest.len() - tail..],
+            // `joined` holds the carry and all of `rest`.
+            None => &self.joined[self.joined.len().saturating_sub(tail)..],
+        };
+        self.carry.clear();
+        self.carry.extend_from_slice(kept);
         found
     }
 }

@@ -1,8 +1,8 @@
 //! Serving: hyper-util's connection builder (HTTP/1.1 and h2c on one port) over a tokio
 //! listener, with a header-read timeout (from the accept: [`SniffDeadline`]), keep-alive, a
 //! bound on open connections in all and per client ([`ClientConnections`]), and a graceful
-//! shutdown that stops accepting, lets requests in
-//! flight finish within the drain time, then returns.
+//! shutdown that stops accepting, lets requests in flight finish within the drain time,
+//! then returns.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
