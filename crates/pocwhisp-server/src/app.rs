@@ -34,6 +34,7 @@ use tower::util::Either;
 
 use crate::audio::intake;
 use crate::config::{AlertSeverity, Config, Role};
+use crate::disk_reserve::DiskReserve;
 use crate::http::{
     AuthenticateLayer, Principal, TokenSummary, Tokens, error_body, serve, trace::TraceLayer,
 };
@@ -111,7 +112,13 @@ impl Application {
         intake::private_data_dir(&config.server.data_dir)
             .await
             .map_err(StartError::DataDir)?;
-        let (store, postgres) = open_store(&config).await?;
+        let disk_reserve = fill_disk_reserve(DiskReserve::new(
+            &config.server.data_dir,
+            config.server.disk_reserve.0,
+        ))
+        .await
+        .map_err(StartError::DataDir)?;
+        let (store, postgres) = open_store(&config, &disk_reserve).await?;
         let (tokens, summary) = Tokens::from_config(&config.auth, config.environment);
         let renamed_identities = tokens.renamed_identities().to_vec();
         let migration = match postgres {
@@ -202,7 +209,11 @@ impl Application {
                     audio: config.audio.clone(),
                     data_dir: config.server.data_dir.clone(),
                     responses: responses.clone(),
-                    callbacks: Callbacks::new(config.jobs.callback_secret.clone()),
+                    callbacks: Callbacks::new(
+                        config.jobs.callback_hosts.clone(),
+                        config.jobs.callback_secret.clone(),
+                    ),
+                    memory: memory.clone(),
                 };
                 (Some(Jobs::new(setup, engine)), None)
             }
@@ -254,6 +265,7 @@ impl Application {
                 read_host: RwLock::default(),
                 audio_locks: Default::default(),
                 upload_sweeper: Default::default(),
+                disk_reserve,
             }),
         };
         register_probes(&state);
@@ -628,6 +640,33 @@ pub(crate) fn publish_gauges(state: &AppState) {
     metrics::gauge!("pocwhisp_sessions").set(store.sessions as f64);
 }
 
+/// Makes the disk reserve when it is missing and there is room for it (on a blocking thread:
+/// it writes `server.disk_reserve` bytes).
+async fn fill_disk_reserve(reserve: DiskReserve) -> std::io::Result<DiskReserve> {
+    let filling = reserve.clone();
+    match tokio::task::spawn_blocking(move || filling.fill()).await {
+        Ok(Ok(_)) => Ok(reserve),
+        Ok(Err(error)) => Err(error),
+        Err(error) => Err(std::io::Error::other(error)),
+    }
+}
+
+/// Makes the disk reserve again, once the disk has room for it, after a write used it.
+fn refill_disk_reserve(state: &AppState) -> JoinHandle<()> {
+    let reserve = state.inner.disk_reserve.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            ticks.tick().await;
+            if reserve.is_released()
+                && let Err(error) = fill_disk_reserve(reserve.clone()).await
+            {
+                tracing::warn!(%error, "cannot make the disk reserve again");
+            }
+        }
+    })
+}
+
 /// Removes the partial uploads a process that ended while receiving them left behind: at
 /// start, then every minute.
 fn sweep_abandoned_uploads(state: &AppState) -> JoinHandle<()> {
@@ -673,6 +712,7 @@ fn background_tasks(state: &AppState, migration: Option<PendingMigration>) -> Ve
         guard,
         refresh_store_stats(state),
         sweep_abandoned_uploads(state),
+        refill_disk_reserve(state),
     ];
     if let Some(url) = &shared.config.alerts.webhook_url {
         tasks.push(crate::alerts::spawn_webhook(&shared.profiler, url.clone()));
@@ -714,6 +754,7 @@ fn background_tasks(state: &AppState, migration: Option<PendingMigration>) -> Ve
 /// server starts while the database is away, and becomes ready when it comes).
 async fn open_store(
     config: &Config,
+    disk_reserve: &DiskReserve,
 ) -> Result<(Arc<dyn Store>, Option<PostgresStore>), StartError> {
     let (store, migration): (Arc<dyn Store>, _) = match &config.database.url {
         None => (
@@ -733,7 +774,13 @@ async fn open_store(
     };
     let breaker = CircuitBreaker::new(config.database.breaker.clone())
         .map_err(|error| invalid(error.within("database.breaker")))?;
-    Ok((Arc::new(GuardedStore::new(store, breaker)), migration))
+    let guarded = GuardedStore::new(store, breaker);
+    // SQLite's file is on the data directory's disk: the reserve makes room for it there.
+    let guarded = match migration {
+        None => guarded.with_disk_reserve(disk_reserve.clone()),
+        Some(_) => guarded,
+    };
+    Ok((Arc::new(guarded), migration))
 }
 
 /// A PostgreSQL store still to prepare when the server starts.

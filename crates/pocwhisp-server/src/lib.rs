@@ -6,6 +6,7 @@ mod alerts;
 mod app;
 pub mod audio;
 pub mod config;
+pub mod disk_reserve;
 pub mod engine;
 pub mod http;
 pub mod jobs;

@@ -1,10 +1,12 @@
 //! The memory guard: above `memory.limit`, purge the allocator's free pages, shrink the
 //! caches and pools, and refuse new uploads (503) until resident memory is back under the
-//! limit by a margin, so the process sheds load before the kernel kills it.
+//! limit by a margin, so the process sheds load before the kernel kills it. Jobs also count
+//! the audio they decode against the limit as it grows ([`Reservation`]), because a small
+//! compressed file can decode to hundreds of megabytes between two looks at resident memory.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::AcqRel, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -29,6 +31,10 @@ struct Inner {
     limit: Option<u64>,
     over: AtomicBool,
     resident: AtomicU64,
+    /// Bytes held by every live [`Reservation`].
+    reserved: AtomicU64,
+    /// `reserved` when `resident` was read: what resident memory already includes.
+    reserved_at_look: AtomicU64,
 }
 
 /// Back under the limit means under this share of it: no flapping at the edge.
@@ -47,6 +53,8 @@ impl MemoryGuard {
                 limit,
                 over: AtomicBool::new(false),
                 resident: AtomicU64::new(0),
+                reserved: AtomicU64::new(0),
+                reserved_at_look: AtomicU64::new(0),
             }),
         }
     }
@@ -69,6 +77,9 @@ impl MemoryGuard {
     /// Checks `resident` against the limit: crossing it sheds, coming back under restores.
     pub fn observe(&self, resident: u64, relief: &dyn Relief) {
         self.inner.resident.store(resident, Relaxed);
+        self.inner
+            .reserved_at_look
+            .store(self.inner.reserved.load(Relaxed), Relaxed);
         let Some(limit) = self.inner.limit else {
             return;
         };
@@ -92,6 +103,19 @@ impl MemoryGuard {
         }
     }
 
+    /// An empty reservation, grown as a job decodes.
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            guard: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes held by every live reservation.
+    pub fn reserved(&self) -> u64 {
+        self.inner.reserved.load(Relaxed)
+    }
+
     /// Checks every `interval` on the current runtime until the handle is dropped.
     pub fn spawn(&self, interval: Duration, relief: Arc<dyn Relief>) -> JoinHandle<()> {
         let guard = self.clone();
@@ -113,6 +137,85 @@ impl std::fmt::Debug for MemoryGuard {
             .field("limit", &self.inner.limit)
             .field("over", &self.is_over())
             .finish()
+    }
+}
+
+/// Memory a job holds for its decoded audio and the engine's copy of it, counted against
+/// `memory.limit` before it is taken: the estimate is resident memory at the last look plus
+/// what reservations grew since. Given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    guard: MemoryGuard,
+    bytes: u64,
+}
+
+/// A reservation that would take the process over `memory.limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryShort {
+    /// Bytes asked for.
+    pub wanted: u64,
+    /// Whether this reservation was the only one: then waiting for others frees nothing.
+    pub alone: bool,
+    /// The limit.
+    pub limit: u64,
+}
+
+impl std::fmt::Display for MemoryShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MIB: u64 = 1 << 20;
+        write!(
+            f,
+            "decoding needs {} MiB more than memory.limit ({} MiB) leaves",
+            self.wanted.div_ceil(MIB),
+            self.limit / MIB
+        )
+    }
+}
+
+impl std::error::Error for MemoryShort {}
+
+impl Reservation {
+    /// Adds `bytes`, or refuses them when the estimate would pass the limit.
+    ///
+    /// # Errors
+    ///
+    /// [`MemoryShort`], with nothing added.
+    pub fn grow(&mut self, bytes: u64) -> Result<(), MemoryShort> {
+        let inner = &self.guard.inner;
+        let before = inner.reserved.fetch_add(bytes, AcqRel);
+        if let Some(limit) = inner.limit {
+            let grown = (before + bytes).saturating_sub(inner.reserved_at_look.load(Relaxed));
+            if inner.resident.load(Relaxed) + grown > limit {
+                inner.reserved.fetch_sub(bytes, AcqRel);
+                return Err(MemoryShort {
+                    wanted: bytes,
+                    alone: before == self.bytes,
+                    limit,
+                });
+            }
+        }
+        self.bytes += bytes;
+        metrics::gauge!("pocwhisp_decoding_reserved_bytes").increment(bytes as f64);
+        Ok(())
+    }
+
+    /// Gives back `bytes` (at most what is held).
+    pub fn shrink(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        self.guard.inner.reserved.fetch_sub(bytes, AcqRel);
+        metrics::gauge!("pocwhisp_decoding_reserved_bytes").decrement(bytes as f64);
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shrink(self.bytes);
     }
 }
 
@@ -182,6 +285,43 @@ mod tests {
         guard.observe(850, &relief);
         assert!(!guard.is_over());
         assert_eq!(relief.restored.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn reservations_count_what_grew_since_the_last_look_and_give_it_back() {
+        let guard = MemoryGuard::new(MemoryLimit::Bytes(ByteSize(1000)));
+        let relief = Counted::default();
+        guard.observe(600, &relief);
+        let mut first = guard.reservation();
+        first.grow(300).unwrap();
+        let mut second = guard.reservation();
+        let short = second.grow(200).unwrap_err();
+        assert_eq!(
+            (short.wanted, short.alone, guard.reserved()),
+            (200, false, 300)
+        );
+        // Resident memory now includes the first reservation: counted once, not twice.
+        guard.observe(900, &relief);
+        second.grow(50).unwrap();
+        assert!(second.grow(100).is_err());
+        drop(first);
+        assert_eq!(guard.reserved(), 50);
+        guard.observe(650, &relief);
+        second.grow(300).unwrap();
+        let alone = second.grow(100).unwrap_err();
+        assert!(alone.alone, "no other reservation to wait for");
+        second.shrink(1000);
+        assert_eq!((second.bytes(), guard.reserved()), (0, 0));
+    }
+
+    #[test]
+    fn without_a_limit_reservations_are_counted_and_never_refused() {
+        let guard = MemoryGuard::new(MemoryLimit::Unset);
+        let mut reservation = guard.reservation();
+        reservation.grow(u64::MAX / 2).unwrap();
+        assert_eq!(guard.reserved(), u64::MAX / 2);
+        drop(reservation);
+        assert_eq!(guard.reserved(), 0);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     pub(crate) audio_locks: crate::audio::intake::AudioLocks,
     /// Partial uploads abandoned by a process that ended while receiving them.
     pub(crate) upload_sweeper: crate::audio::intake::UploadSweeper,
+    /// Room kept for deletes and jobs' ends on a full disk; uploads are refused while it is
+    /// in use.
+    pub(crate) disk_reserve: crate::disk_reserve::DiskReserve,
     /// The `Host` clients last read a session under: cached reads are keyed by it, so the
     /// warm-up reads under it too.
     pub(crate) read_host: RwLock<Option<http::HeaderValue>>,

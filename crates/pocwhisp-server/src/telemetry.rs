@@ -69,6 +69,14 @@ fn describe() {
         "pocwhisp_connections_refused_total",
         "Connections closed as they were accepted because their client address (an IPv6 /64) already held server.max_connections_per_client"
     );
+    metrics::describe_gauge!(
+        "pocwhisp_decoding_reserved_bytes",
+        "Bytes jobs hold for decoded audio and the engine's copy of it, counted against memory.limit"
+    );
+    metrics::describe_counter!(
+        "pocwhisp_disk_reserve_released_total",
+        "Times the disk reserve was given up to a delete or a job's end that found the disk full"
+    );
     metrics::describe_counter!(
         "pocwhisp_callbacks_total",
         "Callback delivery attempts, by outcome (delivered, retried, failed)"

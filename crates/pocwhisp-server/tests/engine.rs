@@ -8,10 +8,9 @@ mod speech;
 use std::path::Path;
 
 use perf_pool::task::CancelToken;
-use pocwhisp_server::audio::{decode, resample};
-use pocwhisp_server::config::{AudioConfig, EngineConfig};
+use pocwhisp_server::config::EngineConfig;
 use pocwhisp_server::engine::{SphinxEngine, Transcriber, segments_of};
-use speech::{cli_words, errors, recording, references};
+use speech::{at_engine_rate, cli_words, errors, recording, references};
 
 fn engine() -> SphinxEngine {
     SphinxEngine::load(EngineConfig::default().sphinx_model_dir, 1)
@@ -19,15 +18,12 @@ fn engine() -> SphinxEngine {
 }
 
 fn our_words(engine: &SphinxEngine, file: &Path) -> Vec<String> {
-    let decoded = decode::decode(file, &AudioConfig::default()).unwrap();
-    let channels: Vec<_> = decoded
-        .channels
+    let channels: Vec<_> = at_engine_rate(file)
         .iter()
-        .map(|samples| {
-            let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate).unwrap();
+        .map(|pcm| {
             engine
                 .transcribe(
-                    &pcm,
+                    pcm,
                     &Default::default(),
                     &CancelToken::default(),
                     &mut |_| {},

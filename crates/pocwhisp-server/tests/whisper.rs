@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use perf_pool::task::{CancelToken, TaskPool};
-use pocwhisp_server::audio::{decode, resample};
-use pocwhisp_server::config::{AudioConfig, WhisperEngineConfig, WhisperWindow};
+use pocwhisp_server::config::{WhisperEngineConfig, WhisperWindow};
 use pocwhisp_server::engine::whisper::{audio_context, detect_language};
 use pocwhisp_server::engine::{
     DecodeOptions, Decoded, EngineError, Task, Transcriber, WhisperEngine,
@@ -34,8 +33,7 @@ fn engine_with(window: WhisperWindow) -> WhisperEngine {
 
 /// The first channel of `file` at 16 kHz.
 fn pcm(file: &Path) -> Vec<i16> {
-    let decoded = decode::decode(file, &AudioConfig::default()).unwrap();
-    resample::to_engine_rate(&decoded.channels[0], decoded.info.sample_rate).unwrap()
+    speech::at_engine_rate(file).swap_remove(0)
 }
 
 fn hear(engine: &WhisperEngine, file: &Path, options: &DecodeOptions) -> Decoded {

@@ -18,7 +18,9 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use super::AudioError;
+use super::resample::ToEngineRate;
 use crate::config::AudioConfig;
+use crate::memory::{MemoryShort, Reservation};
 
 /// The slowest and fastest sample rates accepted.
 /// The file formats decoded here, named as OpenAI's transcription API names them.
@@ -42,13 +44,22 @@ pub struct AudioInfo {
     pub duration: f64,
 }
 
-/// Decoded audio: one vector of samples in `[-1, 1]` per channel.
+/// Decoded audio at the engine's rate: one vector of 16-bit samples per channel.
 #[derive(Debug, Clone)]
-pub struct Decoded {
+pub struct EngineAudio {
     /// What it is.
     pub info: AudioInfo,
-    /// The samples, per channel.
-    pub channels: Vec<Vec<f32>>,
+    /// The samples at [`ENGINE_RATE`](super::resample::ENGINE_RATE), per channel.
+    pub channels: Vec<Vec<i16>>,
+}
+
+/// Why [`decode_for_engine`] stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeFailure {
+    /// The audio is not usable.
+    Audio(AudioError),
+    /// Its samples would take the process over `memory.limit`.
+    Memory(MemoryShort),
 }
 
 fn format_of(codec: CodecType) -> Option<&'static str> {
@@ -90,36 +101,50 @@ fn container_of(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// What [`read`] hands each block of samples to.
+trait Sink {
+    /// Decoding starts: the source's rate, channels, and the frames its header announces
+    /// (within the limits), if it does.
+    fn start(
+        &mut self,
+        rate: u32,
+        channels: usize,
+        frames: Option<u64>,
+    ) -> Result<(), DecodeFailure>;
+    /// One block: `per_channel` samples of each channel, one channel after the other.
+    fn block(&mut self, block: &[f32], per_channel: usize) -> Result<(), DecodeFailure>;
+}
+
 /// Reads the audio in `path` to the end: checks that it decodes and fits `limits`, and
 /// hands each block of samples (per channel) to `sink`. Hostile headers can make a
 /// decoder panic (a zero sample rate does in symphonia 0.5): that is a damaged file too.
 fn read(
     path: &Path,
     limits: &AudioConfig,
-    sink: impl FnMut(&[f32], usize),
-) -> Result<AudioInfo, AudioError> {
+    sink: &mut dyn Sink,
+) -> Result<AudioInfo, DecodeFailure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         read_checked(path, limits, sink)
     }))
     .unwrap_or_else(|_| {
-        Err(AudioError::Invalid(
+        Err(DecodeFailure::Audio(AudioError::Invalid(
             "the audio headers contradict each other; the decoder cannot read them".to_owned(),
-        ))
+        )))
     })
 }
 
 fn read_checked(
     path: &Path,
     limits: &AudioConfig,
-    mut sink: impl FnMut(&[f32], usize),
-) -> Result<AudioInfo, AudioError> {
+    sink: &mut dyn Sink,
+) -> Result<AudioInfo, DecodeFailure> {
     let mut file = File::open(path)
         .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
     let mut head = [0u8; 12];
     let read = std::io::Read::read(&mut file, &mut head)
         .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
     if read == 0 {
-        return Err(AudioError::Invalid("the upload is empty".to_owned()));
+        return Err(AudioError::Invalid("the upload is empty".to_owned()).into());
     }
     let container = container_of(&head[..read]);
     std::io::Seek::rewind(&mut file)
@@ -164,14 +189,16 @@ fn read_checked(
     if !(MIN_RATE..=MAX_RATE).contains(&sample_rate) {
         return Err(AudioError::Constraints(format!(
             "the sample rate is {sample_rate} Hz; accepted: {MIN_RATE} to {MAX_RATE} Hz"
-        )));
+        ))
+        .into());
     }
     let channels = params.channels.map_or(0, |channels| channels.count());
     if channels == 0 || channels > usize::from(limits.max_channels) {
         return Err(AudioError::Constraints(format!(
             "the audio has {channels} channels; accepted: 1 to {}",
             limits.max_channels
-        )));
+        ))
+        .into());
     }
     let max_frames = (limits.max_duration.as_secs_f64() * f64::from(sample_rate)) as u64;
     if params
@@ -179,11 +206,16 @@ fn read_checked(
         .is_some_and(|frames| frames > max_frames.saturating_mul(2))
     {
         // A header claiming far more than the limit: say so before decoding it all.
-        return Err(AudioError::TooLong(too_long(limits.max_duration)));
+        return Err(AudioError::TooLong(too_long(limits.max_duration)).into());
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(params, &DecoderOptions::default())
         .map_err(|error| AudioError::Unsupported(format!("cannot decode this audio: {error}")))?;
+    sink.start(
+        sample_rate,
+        channels,
+        params.n_frames.filter(|&frames| frames <= max_frames),
+    )?;
     let mut frames: u64 = 0;
     let mut buffer: Option<SampleBuffer<f32>> = None;
     loop {
@@ -194,9 +226,9 @@ fn read_checked(
             }
             Err(SymphoniaError::ResetRequired) => break,
             Err(error) => {
-                return Err(AudioError::Invalid(format!(
-                    "the audio data is damaged: {error}"
-                )));
+                return Err(
+                    AudioError::Invalid(format!("the audio data is damaged: {error}")).into(),
+                );
             }
         };
         if packet.track_id() != track.id {
@@ -207,16 +239,17 @@ fn read_checked(
             // One damaged packet in a lossy stream is skipped, as players do.
             Err(SymphoniaError::DecodeError(_)) if format != "wav" => continue,
             Err(error) => {
-                return Err(AudioError::Invalid(format!(
-                    "the audio data is damaged: {error}"
-                )));
+                return Err(
+                    AudioError::Invalid(format!("the audio data is damaged: {error}")).into(),
+                );
             }
         };
         let spec = *decoded.spec();
         if spec.channels.count() != channels {
             return Err(AudioError::Invalid(
                 "the number of channels changes within the file".to_owned(),
-            ));
+            )
+            .into());
         }
         let capacity = decoded.capacity() as u64;
         let samples = buffer.get_or_insert_with(|| SampleBuffer::new(capacity, spec));
@@ -228,21 +261,20 @@ fn read_checked(
         let per_channel = block.len() / channels;
         frames += per_channel as u64;
         if frames > max_frames {
-            return Err(AudioError::TooLong(too_long(limits.max_duration)));
+            return Err(AudioError::TooLong(too_long(limits.max_duration)).into());
         }
-        sink(block, per_channel);
+        sink.block(block, per_channel)?;
     }
     let duration = frames as f64 / f64::from(sample_rate);
     if frames == 0 {
-        return Err(AudioError::Invalid(
-            "the file holds no audio samples".to_owned(),
-        ));
+        return Err(AudioError::Invalid("the file holds no audio samples".to_owned()).into());
     }
     if duration < limits.min_duration.as_secs_f64() {
         return Err(AudioError::Constraints(format!(
             "the audio lasts {duration:.2} s; the shortest accepted is {:?}",
             limits.min_duration
-        )));
+        ))
+        .into());
     }
     Ok(AudioInfo {
         format,
@@ -264,6 +296,21 @@ fn too_long(limit: Duration) -> String {
     )
 }
 
+impl From<AudioError> for DecodeFailure {
+    fn from(error: AudioError) -> Self {
+        DecodeFailure::Audio(error)
+    }
+}
+
+impl std::fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeFailure::Audio(error) => error.fmt(f),
+            DecodeFailure::Memory(short) => short.fmt(f),
+        }
+    }
+}
+
 /// Checks `path` from end to end without keeping the samples: what it is, and that it
 /// decodes within the limits.
 ///
@@ -271,24 +318,113 @@ fn too_long(limit: Duration) -> String {
 ///
 /// An [`AudioError`] saying what is wrong.
 pub fn inspect(path: &Path, limits: &AudioConfig) -> Result<AudioInfo, AudioError> {
-    read(path, limits, |_, _| {})
+    struct Discard;
+    impl Sink for Discard {
+        fn start(&mut self, _: u32, _: usize, _: Option<u64>) -> Result<(), DecodeFailure> {
+            Ok(())
+        }
+        fn block(&mut self, _: &[f32], _: usize) -> Result<(), DecodeFailure> {
+            Ok(())
+        }
+    }
+    read(path, limits, &mut Discard).map_err(|failure| match failure {
+        DecodeFailure::Audio(error) => error,
+        DecodeFailure::Memory(_) => unreachable!("discarding samples holds no memory"),
+    })
 }
 
-/// Decodes `path` into one sample vector per channel.
+/// Each channel resampled as it is decoded, its output counted in a reservation.
+struct ToEngine<'a> {
+    channels: Vec<ToEngineRate>,
+    reservation: &'a mut Reservation,
+}
+
+impl ToEngine<'_> {
+    /// Counts what the outputs hold now in the reservation.
+    fn account(&mut self) -> Result<(), DecodeFailure> {
+        let held: u64 = self
+            .channels
+            .iter()
+            .map(|channel| channel.held_bytes() as u64)
+            .sum();
+        match held.checked_sub(self.reservation.bytes()) {
+            Some(grown) if grown > 0 => self.reservation.grow(grown).map_err(DecodeFailure::Memory),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Sink for ToEngine<'_> {
+    fn start(
+        &mut self,
+        rate: u32,
+        channels: usize,
+        frames: Option<u64>,
+    ) -> Result<(), DecodeFailure> {
+        let resampler = || {
+            ToEngineRate::new(rate).map_err(|error| {
+                DecodeFailure::Audio(AudioError::Invalid(format!(
+                    "cannot resample {rate} Hz: {error}"
+                )))
+            })
+        };
+        self.channels = (0..channels)
+            .map(|_| resampler())
+            .collect::<Result<_, _>>()?;
+        if let Some(frames) = frames {
+            for channel in &mut self.channels {
+                channel.reserve_for(frames);
+            }
+        }
+        self.account()
+    }
+
+    fn block(&mut self, block: &[f32], per_channel: usize) -> Result<(), DecodeFailure> {
+        for (channel, samples) in self
+            .channels
+            .iter_mut()
+            .zip(block.chunks(per_channel.max(1)))
+        {
+            channel.push(samples).map_err(|error| {
+                DecodeFailure::Audio(AudioError::Invalid(format!("resampling failed: {error}")))
+            })?;
+        }
+        self.account()
+    }
+}
+
+/// Decodes `path` and resamples each block to the engine's rate
+/// ([`ENGINE_RATE`](super::resample::ENGINE_RATE)) as it
+/// comes, so only the 16-bit samples at that rate are kept, never the source's (a 30-minute
+/// FLAC of 48 kHz stereo would be 690 MB of floats). What they hold is counted in
+/// `reservation` as it grows.
 ///
 /// # Errors
 ///
-/// An [`AudioError`] saying what is wrong.
-pub fn decode(path: &Path, limits: &AudioConfig) -> Result<Decoded, AudioError> {
-    let mut channels: Vec<Vec<f32>> = Vec::new();
-    let info = read(path, limits, |block, per_channel| {
-        let count = block.len() / per_channel.max(1);
-        if channels.len() < count {
-            channels.resize_with(count, Vec::new);
-        }
-        for (channel, samples) in channels.iter_mut().zip(block.chunks(per_channel.max(1))) {
-            channel.extend_from_slice(samples);
-        }
-    })?;
-    Ok(Decoded { info, channels })
+/// [`DecodeFailure::Audio`] saying what is wrong with the audio, or
+/// [`DecodeFailure::Memory`] when its samples do not fit under `memory.limit` now.
+pub fn decode_for_engine(
+    path: &Path,
+    limits: &AudioConfig,
+    reservation: &mut Reservation,
+) -> Result<EngineAudio, DecodeFailure> {
+    let mut sink = ToEngine {
+        channels: Vec::new(),
+        reservation,
+    };
+    let info = read(path, limits, &mut sink)?;
+    let channels = sink
+        .channels
+        .into_iter()
+        .map(ToEngineRate::finish)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| AudioError::Invalid(format!("resampling failed: {error}")))?;
+    // `finish` gave back what the header had announced and the file did not hold.
+    let held: u64 = channels
+        .iter()
+        .map(|samples| (samples.len() * 2) as u64)
+        .sum();
+    sink.reservation
+        .shrink(sink.reservation.bytes().saturating_sub(held));
+    Ok(EngineAudio { info, channels })
 }

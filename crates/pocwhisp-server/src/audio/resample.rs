@@ -9,40 +9,167 @@ pub const ENGINE_RATE: u32 = 16_000;
 /// Frames per resampling call.
 const CHUNK: usize = 1024;
 
+/// One channel resampled to [`ENGINE_RATE`] block by block as it is decoded: it holds at
+/// most one chunk of the source rate, so a long upload at 48 kHz never sits in memory at
+/// that rate, only as the 16-bit samples the engine takes.
+pub struct ToEngineRate {
+    /// `None` when the source is at the engine's rate already.
+    resampler: Option<FftFixedIn<f32>>,
+    /// Source samples not yet a whole chunk.
+    pending: Vec<f32>,
+    /// One call's output.
+    scratch: Vec<Vec<f32>>,
+    output: Vec<i16>,
+    /// Output samples of the resampler's lead-in still to drop, so time 0 stays time 0.
+    lead_in: usize,
+    /// Source samples taken, to cut the flushed tail to the exact length.
+    taken: u64,
+    rate: u32,
+}
+
+impl std::fmt::Debug for ToEngineRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToEngineRate")
+            .field("rate", &self.rate)
+            .field("taken", &self.taken)
+            .field("output", &self.output.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToEngineRate {
+    /// A resampler from `rate` Hz.
+    ///
+    /// # Errors
+    ///
+    /// rubato's error for a rate it cannot convert (never for 8 to 48 kHz).
+    pub fn new(rate: u32) -> Result<Self, String> {
+        let resampler = (rate != ENGINE_RATE)
+            .then(|| FftFixedIn::<f32>::new(rate as usize, ENGINE_RATE as usize, CHUNK, 2, 1))
+            .transpose()
+            .map_err(|error| error.to_string())?;
+        let (scratch, lead_in) = resampler.as_ref().map_or((Vec::new(), 0), |resampler| {
+            (
+                resampler.output_buffer_allocate(true),
+                resampler.output_delay(),
+            )
+        });
+        Ok(ToEngineRate {
+            resampler,
+            pending: Vec::with_capacity(CHUNK),
+            scratch,
+            output: Vec::new(),
+            lead_in,
+            taken: 0,
+            rate,
+        })
+    }
+
+    /// Makes room at once for the output of `source_frames` samples of the source (what a
+    /// file's header announces), rather than growing by doubling as they come.
+    pub fn reserve_for(&mut self, source_frames: u64) {
+        let frames = source_frames as f64 * f64::from(ENGINE_RATE) / f64::from(self.rate);
+        self.output
+            .reserve_exact((frames.ceil() as usize).saturating_sub(self.output.len()));
+    }
+
+    /// Bytes the output holds (its capacity), for the memory it is counted against.
+    pub fn held_bytes(&self) -> usize {
+        self.output.capacity() * std::mem::size_of::<i16>()
+    }
+
+    /// Resamples the next `samples` of the channel.
+    ///
+    /// # Errors
+    ///
+    /// rubato's error (never for a resampler [`new`](Self::new) made).
+    pub fn push(&mut self, mut samples: &[f32]) -> Result<(), String> {
+        self.taken += samples.len() as u64;
+        if self.resampler.is_none() {
+            self.output
+                .extend(samples.iter().map(|&sample| to_i16(sample)));
+            return Ok(());
+        }
+        while !samples.is_empty() {
+            let wanted = CHUNK - self.pending.len();
+            let (now, later) = samples.split_at(wanted.min(samples.len()));
+            samples = later;
+            if self.pending.is_empty() && now.len() == CHUNK {
+                self.process(Some(now), false)?;
+            } else {
+                self.pending.extend_from_slice(now);
+                if self.pending.len() == CHUNK {
+                    let chunk = std::mem::take(&mut self.pending);
+                    self.process(Some(&chunk), false)?;
+                    self.pending = chunk;
+                    self.pending.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole channel at [`ENGINE_RATE`]: the last partial chunk and the resampler's
+    /// delay line flushed, cut to the source's length at the new rate.
+    ///
+    /// # Errors
+    ///
+    /// rubato's error (never for a resampler [`new`](Self::new) made).
+    pub fn finish(mut self) -> Result<Vec<i16>, String> {
+        if self.resampler.is_none() {
+            return Ok(self.output);
+        }
+        let rest = std::mem::take(&mut self.pending);
+        // rubato reads an empty partial chunk as a missing channel, not as no samples.
+        if !rest.is_empty() {
+            self.process(Some(&rest), true)?;
+        }
+        self.process(None, true)?;
+        let expected =
+            (self.taken as f64 * f64::from(ENGINE_RATE) / f64::from(self.rate)).round() as usize;
+        self.output.truncate(expected);
+        self.output.shrink_to_fit();
+        Ok(self.output)
+    }
+
+    /// Runs the resampler on one chunk (`partial`: shorter than a chunk, or `None` to flush).
+    fn process(&mut self, chunk: Option<&[f32]>, partial: bool) -> Result<(), String> {
+        let Some(resampler) = self.resampler.as_mut() else {
+            return Ok(());
+        };
+        let input = chunk.map(|chunk| [chunk]);
+        let (_, produced) = if partial {
+            resampler.process_partial_into_buffer(
+                input.as_ref().map(|input| &input[..]),
+                &mut self.scratch,
+                None,
+            )
+        } else {
+            resampler.process_into_buffer(
+                input.as_ref().map_or(&[][..], |input| &input[..]),
+                &mut self.scratch,
+                None,
+            )
+        }
+        .map_err(|error| error.to_string())?;
+        let produced = &self.scratch[0][..produced];
+        let skipped = self.lead_in.min(produced.len());
+        self.lead_in -= skipped;
+        self.output
+            .extend(produced[skipped..].iter().map(|&sample| to_i16(sample)));
+        Ok(())
+    }
+}
+
 /// `samples` at `rate` Hz as 16-bit samples at [`ENGINE_RATE`].
 ///
 /// # Errors
 ///
 /// rubato's error for a rate it cannot convert (never for 8 to 48 kHz).
 pub fn to_engine_rate(samples: &[f32], rate: u32) -> Result<Vec<i16>, String> {
-    if rate == ENGINE_RATE {
-        return Ok(samples.iter().map(|&sample| to_i16(sample)).collect());
-    }
-    let mut resampler = FftFixedIn::<f32>::new(rate as usize, ENGINE_RATE as usize, CHUNK, 2, 1)
-        .map_err(|error| error.to_string())?;
-    let expected =
-        (samples.len() as f64 * f64::from(ENGINE_RATE) / f64::from(rate)).round() as usize;
-    let mut output = Vec::with_capacity(expected + CHUNK);
-    let mut chunks = samples.chunks_exact(CHUNK);
-    for chunk in &mut chunks {
-        let resampled = resampler
-            .process(&[chunk], None)
-            .map_err(|error| error.to_string())?;
-        output.extend(resampled[0].iter().map(|&sample| to_i16(sample)));
-    }
-    let rest = chunks.remainder();
-    let tail = resampler
-        .process_partial(Some(&[rest]), None)
-        .map_err(|error| error.to_string())?;
-    output.extend(tail[0].iter().map(|&sample| to_i16(sample)));
-    // Flush the delay line, then drop the resampler's lead-in so time 0 stays time 0.
-    let flushed = resampler
-        .process_partial::<&[f32]>(None, None)
-        .map_err(|error| error.to_string())?;
-    output.extend(flushed[0].iter().map(|&sample| to_i16(sample)));
-    let delay = resampler.output_delay();
-    let output: Vec<i16> = output.into_iter().skip(delay).take(expected).collect();
-    Ok(output)
+    let mut resampler = ToEngineRate::new(rate)?;
+    resampler.push(samples)?;
+    resampler.finish()
 }
 
 /// The inverse of symphonia's conversion (a 16-bit sample over 32768), so 16-bit PCM comes
@@ -74,6 +201,25 @@ mod tests {
                 .count();
             assert!((1300..1340).contains(&crossings), "{rate} Hz: {crossings}");
         }
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_the_samples_of_the_whole() {
+        let samples = tone(440.0, 44_100, 0.7);
+        let whole = to_engine_rate(&samples, 44_100).unwrap();
+        for block in [1, 7, 1000, 1024, 1025, 4096, samples.len()] {
+            let mut streamed = ToEngineRate::new(44_100).unwrap();
+            for piece in samples.chunks(block) {
+                streamed.push(piece).unwrap();
+            }
+            assert_eq!(streamed.finish().unwrap(), whole, "blocks of {block}");
+        }
+    }
+
+    #[test]
+    fn a_length_of_whole_chunks_resamples_too() {
+        let samples = &tone(440.0, 48_000, 1.0)[..30 * CHUNK];
+        assert_eq!(to_engine_rate(samples, 48_000).unwrap().len(), 10 * CHUNK);
     }
 
     #[test]

@@ -339,6 +339,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the embedded store and the audio live (`POCWHISP_DATA_DIR`, `--data-dir`).
     pub data_dir: PathBuf,
+    /// Space kept in the data directory for deleting sessions and finishing jobs once the
+    /// disk is full (0: none); while it is in use, uploads are refused (507).
+    pub disk_reserve: ByteSize,
     /// A client has this long to send a request's headers.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
@@ -370,6 +373,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            disk_reserve: ByteSize(32 << 20),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: ByteSize(64 << 10),
             keep_alive: true,

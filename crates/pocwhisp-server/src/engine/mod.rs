@@ -145,6 +145,11 @@ pub trait Transcriber: Send + Sync {
         on_utterance: &mut dyn FnMut(&Utterance),
     ) -> Result<Decoded, EngineError>;
 
+    /// Bytes it takes beyond the samples to transcribe `samples` of one channel (its own copy
+    /// of them, its features), counted against `memory.limit` with the decoded audio.
+    fn working_bytes(&self, _samples: usize) -> u64 {
+        0
+    }
     /// Lists the engine's pools (decoders, connections) on the server's pool manager, for
     /// `/performance` and the metrics.
     fn register_pools(&self, _pools: &PoolManager) {}

@@ -316,6 +316,13 @@ impl Transcriber for WhisperEngine {
         })
     }
 
+    fn working_bytes(&self, samples: usize) -> u64 {
+        // The samples as floats, and whisper.cpp's log-mel spectrogram of them: 80 floats
+        // per 160 samples.
+        (samples * std::mem::size_of::<f32>() + samples / 160 * 80 * std::mem::size_of::<f32>())
+            as u64
+    }
+
     fn register_pools(&self, pools: &PoolManager) {
         pools.register_objects("whisper_states", &self.states);
     }

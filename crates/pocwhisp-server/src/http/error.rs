@@ -58,6 +58,8 @@ pub enum ApiError {
         /// When to come back.
         retry_after: Duration,
     },
+    /// 507: the disk is full; nothing was stored.
+    InsufficientStorage(String),
     /// 500: a bug or an unexpected failure; the message is logged, never sent.
     Internal(String),
 }
@@ -94,8 +96,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// What the client is told (a 5xx's cause stays in the log).
+    pub fn message(&self) -> String {
+        self.body().message
     }
 
     fn body(&self) -> ErrorBody {
@@ -118,6 +126,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(message) => ("file_too_large", message.clone()),
             ApiError::UnsupportedMediaType(message) => ("invalid_file_type", message.clone()),
             ApiError::Unavailable { message, .. } => ("unavailable", message.clone()),
+            ApiError::InsufficientStorage(message) => ("insufficient_storage", message.clone()),
             ApiError::Internal(_) => (
                 "internal",
                 "the server failed to handle the request; it has been logged".to_owned(),

@@ -18,9 +18,10 @@ use tokio::sync::{Notify, broadcast};
 
 pub use callback::{Callbacks, SIGNATURE, validate_callback};
 
-use crate::audio::{decode, resample};
+use crate::audio::decode::{self, DecodeFailure};
 use crate::config::{AudioConfig, JobsConfig};
 use crate::engine::{DecodeOptions, EngineError, Transcriber, segments_of, summary, text_of};
+use crate::memory::{MemoryGuard, MemoryShort};
 use crate::store::{Job, ReuseKey, SessionStatus, Store, Transcript};
 
 /// The kind jobs run as on the task pool, limited to the worker count.
@@ -62,6 +63,10 @@ pub struct Jobs {
     running: AtomicUsize,
     responses: ResponseCacheLayer,
     callbacks: Callbacks,
+    memory: MemoryGuard,
+    /// Set when a job was given back for want of memory: no job is claimed until one that
+    /// runs ends (they hold the memory), or a second has passed with none running.
+    short_of_memory: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -92,6 +97,8 @@ pub struct JobsSetup {
     pub responses: ResponseCacheLayer,
     /// Delivers results to `callback_url`s.
     pub callbacks: Callbacks,
+    /// Decoded audio is counted against its limit.
+    pub memory: MemoryGuard,
 }
 
 impl Jobs {
@@ -119,6 +126,8 @@ impl Jobs {
             running: AtomicUsize::new(0),
             responses: setup.responses,
             callbacks: setup.callbacks,
+            memory: setup.memory,
+            short_of_memory: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -160,15 +169,19 @@ impl Jobs {
                 tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
                 continue;
             }
-            while jobs.running() < jobs.workers {
+            while jobs.running() < jobs.workers && !jobs.short_of_memory.load(Relaxed) {
                 match jobs.store.claim_job(&jobs.worker, jobs.jobs.lease).await {
                     Ok(Some(job)) => {
                         backoff = Duration::from_millis(100);
                         jobs.running.fetch_add(1, Relaxed);
                         let runner = Arc::clone(&jobs);
                         tokio::spawn(async move {
-                            runner.run(job).await;
+                            let memory_given_back = runner.run(job).await;
                             runner.running.fetch_sub(1, Relaxed);
+                            if !memory_given_back {
+                                // What it held is free: a job given back may fit now.
+                                runner.short_of_memory.store(false, Relaxed);
+                            }
                             runner.wake.notify_one();
                         });
                     }
@@ -183,13 +196,18 @@ impl Jobs {
             }
             tokio::select! {
                 () = jobs.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if jobs.running() == 0 {
+                        // Memory is held by something other than jobs: look again.
+                        jobs.short_of_memory.store(false, Relaxed);
+                    }
+                }
             }
         }
     }
 
-    /// Runs one claimed job to its end.
-    async fn run(self: &Arc<Self>, job: Job) {
+    /// Runs one claimed job to its end; true when it was given back for want of memory.
+    async fn run(self: &Arc<Self>, job: Job) -> bool {
         let session_id = job.session.id.clone();
         let started = Instant::now();
         tracing::info!(session = %session_id, attempt = job.attempts, "transcribing");
@@ -232,6 +250,19 @@ impl Jobs {
                 finished("deferred");
                 None
             }
+            Err(JobError::ShortOfMemory(short)) => {
+                tracing::warn!(session = %session_id, %short, "not enough memory to decode now: the job waits in the queue");
+                self.short_of_memory.store(true, Relaxed);
+                if let Err(error) = self
+                    .store
+                    .release_job(job.id, &self.worker, &short.to_string())
+                    .await
+                {
+                    tracing::warn!(session = %session_id, %error, "giving the job back failed");
+                }
+                finished("deferred");
+                return true;
+            }
             Err(JobError::Failed(reason)) => {
                 tracing::warn!(session = %session_id, attempt = job.attempts, %reason, "transcription failed");
                 match self
@@ -270,6 +301,7 @@ impl Jobs {
                 });
             }
         }
+        false
     }
 
     /// The transcript of `job`'s audio: reused from an earlier session of the same owner
@@ -298,6 +330,7 @@ impl Jobs {
         let options = session.options.clone();
         let engine = Arc::clone(&self.engine);
         let audio = self.audio.clone();
+        let memory = self.memory.clone();
         let (progress, session_id) = (self.progress.clone(), Arc::<str>::from(session.id.as_str()));
         let handle = self
             .pool
@@ -312,6 +345,7 @@ impl Jobs {
                     engine.as_ref(),
                     &path,
                     &audio,
+                    &memory,
                     &options,
                     &cancel,
                     &mut on_text,
@@ -355,25 +389,44 @@ enum JobError {
     /// The engine's servers could not be reached: the job goes back to the queue with its
     /// attempt given back, and waits there while they are down (see `claim_forever`).
     Unreachable(String),
+    /// Its audio does not fit under `memory.limit` beside the jobs running now: given back
+    /// like `Unreachable`, and claimed again once one of them ends.
+    ShortOfMemory(MemoryShort),
 }
 
-/// Decodes, resamples and recognises each channel: the blocking part of a job.
+/// Decodes at the engine's rate and recognises each channel: the blocking part of a job.
+/// The decoded samples and the engine's working memory are counted against `memory`'s
+/// limit as they grow.
 fn run_engine(
     engine: &dyn Transcriber,
     path: &std::path::Path,
     audio: &AudioConfig,
+    memory: &MemoryGuard,
     options: &DecodeOptions,
     cancel: &CancelToken,
     on_text: &mut dyn FnMut(String),
 ) -> Result<Transcript, JobError> {
+    let short = |short: MemoryShort| {
+        if short.alone {
+            JobError::Failed(format!("{short}, even with no other job running"))
+        } else {
+            JobError::ShortOfMemory(short)
+        }
+    };
+    let mut reservation = memory.reservation();
     let decoded =
-        decode::decode(path, audio).map_err(|error| JobError::Failed(error.to_string()))?;
+        decode::decode_for_engine(path, audio, &mut reservation).map_err(
+            |failure| match failure {
+                DecodeFailure::Audio(error) => JobError::Failed(error.to_string()),
+                DecodeFailure::Memory(memory) => short(memory),
+            },
+        )?;
     let mut channels = Vec::with_capacity(decoded.channels.len());
-    for samples in &decoded.channels {
-        let pcm = resample::to_engine_rate(samples, decoded.info.sample_rate)
-            .map_err(JobError::Failed)?;
+    for pcm in &decoded.channels {
+        let working = engine.working_bytes(pcm.len());
+        reservation.grow(working).map_err(short)?;
         let heard = engine
-            .transcribe(&pcm, options, cancel, &mut |utterance| {
+            .transcribe(pcm, options, cancel, &mut |utterance| {
                 let text = text_of(utterance);
                 if !text.is_empty() {
                     on_text(text);
@@ -384,6 +437,7 @@ fn run_engine(
                 EngineError::Unreachable(reason) => JobError::Unreachable(reason),
                 other => JobError::Failed(other.to_string()),
             })?;
+        reservation.shrink(working);
         channels.push(heard);
     }
     // Stereo: the language of the first channel that said anything, else of the first.

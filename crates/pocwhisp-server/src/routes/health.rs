@@ -203,7 +203,8 @@ fn disk(state: &AppState) -> Component {
             let free = stats.f_bavail.saturating_mul(stats.f_frsize);
             let total = stats.f_blocks.saturating_mul(stats.f_frsize).max(1);
             let percent = free as f64 * 100.0 / total as f64;
-            let status = if percent < DISK_DOWN {
+            let reserve_in_use = state.inner.disk_reserve.is_released();
+            let status = if percent < DISK_DOWN || reserve_in_use {
                 "down"
             } else if percent < DISK_DEGRADED {
                 "degraded"
@@ -213,11 +214,16 @@ fn disk(state: &AppState) -> Component {
             Component {
                 status,
                 detail: Some(format!(
-                    "{:.1} % free ({} MiB) in {}; {} abandoned partial uploads removed",
+                    "{:.1} % free ({} MiB) in {}; {} abandoned partial uploads removed{}",
                     percent,
                     free >> 20,
                     dir.display(),
-                    state.inner.upload_sweeper.removed()
+                    state.inner.upload_sweeper.removed(),
+                    if reserve_in_use {
+                        "; the disk filled and its reserve is in use: uploads are refused until there is room"
+                    } else {
+                        ""
+                    }
                 )),
             }
         }

@@ -217,6 +217,7 @@ fn options(
         (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
         (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 503, description = "No speech engine, or every remote engine down"),
+        (status = 507, description = "The disk is full: nothing was stored"),
     ))]
 async fn transcriptions(
     State(state): State<AppState>,
@@ -237,6 +238,7 @@ async fn transcriptions(
         (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
         (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 503, description = "No speech engine, or every remote engine down"),
+        (status = 507, description = "The disk is full: nothing was stored"),
     ))]
 async fn translations(
     State(state): State<AppState>,

@@ -85,6 +85,7 @@ pub(crate) struct Accepted {
         (status = 415, description = "Not an audio format the server decodes"),
         (status = 422, description = "Outside the limits (1 s to 30 min, 1 or 2 channels, 8 to 48 kHz)"),
         (status = 503, description = "No speech engine, or memory above the limit"),
+        (status = 507, description = "The disk is full: nothing was stored"),
     ))]
 async fn upload(
     State(state): State<AppState>,
@@ -342,6 +343,7 @@ pub(crate) struct Deleted {
     responses(
         (status = 200, description = "Deleted", body = Deleted),
         (status = 404, description = "No such session of the caller's"),
+        (status = 507, description = "The disk is full and its reserve already used"),
     ))]
 async fn delete(
     State(state): State<AppState>,

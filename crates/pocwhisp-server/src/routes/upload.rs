@@ -58,6 +58,9 @@ pub(crate) fn store_error(error: StoreError) -> ApiError {
             message: format!("storage is unavailable: {reason}"),
             retry_after: Duration::from_secs(5),
         },
+        StoreError::DiskFull(reason) => ApiError::InsufficientStorage(format!(
+            "the server's disk is full ({reason}); an operator must free space or delete sessions"
+        )),
         StoreError::Other(reason) => ApiError::internal(reason),
     }
 }
@@ -77,6 +80,11 @@ pub(crate) fn accepting(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {
             message: "the server is above its memory limit; retry when it has caught up".to_owned(),
             retry_after: Duration::from_secs(10),
         });
+    }
+    if shared.disk_reserve.is_released() {
+        return Err(ApiError::InsufficientStorage(
+            "the server's disk is full: uploads are refused until an operator frees space or deletes sessions".to_owned(),
+        ));
     }
     if let Some(retry_after) = jobs.engine().unavailable_for() {
         return Err(ApiError::Unavailable {
@@ -147,6 +155,11 @@ pub(crate) async fn receive(
     };
     let intake_error = |error: IntakeError| match error {
         IntakeError::TooLarge(_) => too_large(),
+        IntakeError::Io(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+            ApiError::InsufficientStorage(
+                "the server's disk is full: the upload was not stored".to_owned(),
+            )
+        }
         IntakeError::Io(error) => ApiError::internal(format!("storing the upload: {error}")),
     };
     let slow = || {

@@ -6,7 +6,9 @@
 //! `Unavailable` (the routes answer 503 with `Retry-After`) instead of queueing on a dead
 //! database, until a probe call finds it back. Reads, and lease renewals (which are
 //! idempotent), are retried while the breaker is closed; other writes are tried once,
-//! since a write whose answer was lost may have been done.
+//! since a write whose answer was lost may have been done. The writes that empty a full
+//! disk or finish a job (deletes, a job's end) are made once more after giving up the disk
+//! reserve when the disk was full ([`DiskReserve`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 use perf_breaker::retry::Retry;
 use perf_breaker::{CallError, CircuitBreaker, State};
+
+use crate::disk_reserve::DiskReserve;
 
 use super::{
     Deleted, Delivery, Job, ListQuery, NewSession, Page, ReuseKey, SessionDetail, SessionStatus,
@@ -27,6 +31,8 @@ pub struct GuardedStore {
     inner: Arc<dyn Store>,
     breaker: CircuitBreaker,
     retry: Retry,
+    /// Given up to a needed write that found the database's disk full.
+    reserve: Option<DiskReserve>,
 }
 
 impl GuardedStore {
@@ -36,7 +42,16 @@ impl GuardedStore {
             inner,
             breaker,
             retry: Retry::new(3, Duration::from_millis(500), Duration::from_secs(5)),
+            reserve: None,
         }
+    }
+
+    /// Gives `reserve` up to a delete or a job's end that finds the disk full: for a
+    /// database on the data directory's disk.
+    #[must_use]
+    pub fn with_disk_reserve(mut self, reserve: DiskReserve) -> Self {
+        self.reserve = Some(reserve);
+        self
     }
 
     /// The breaker, for health and metrics.
@@ -62,6 +77,23 @@ impl GuardedStore {
                 )),
                 CallError::Inner(error) => error,
             })
+    }
+
+    /// A write needed on a full disk: tried once, and once more after giving up the disk
+    /// reserve when the disk was full.
+    async fn needed<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        match self.once(call()).await {
+            Err(StoreError::DiskFull(_))
+                if self.reserve.as_ref().is_some_and(DiskReserve::release) =>
+            {
+                self.once(call()).await
+            }
+            result => result,
+        }
     }
 
     /// A call retried while it fails with `Unavailable` and the breaker stays closed.
@@ -112,7 +144,7 @@ impl Store for GuardedStore {
         id: &'a str,
         owner: Option<&'a str>,
     ) -> StoreFuture<'a, Option<Deleted>> {
-        Box::pin(self.once(self.inner.delete_session(id, owner)))
+        Box::pin(self.needed(move || self.inner.delete_session(id, owner)))
     }
 
     fn claim_job<'a>(&'a self, worker: &'a str, lease: Duration) -> StoreFuture<'a, Option<Job>> {
@@ -134,7 +166,7 @@ impl Store for GuardedStore {
         worker: &'a str,
         transcript: &'a Transcript,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.once(self.inner.complete_job(id, worker, transcript)))
+        Box::pin(self.needed(move || self.inner.complete_job(id, worker, transcript)))
     }
 
     fn fail_job<'a>(
@@ -144,7 +176,7 @@ impl Store for GuardedStore {
         error: &'a str,
         max_attempts: u32,
     ) -> StoreFuture<'a, SessionStatus> {
-        Box::pin(self.once(self.inner.fail_job(id, worker, error, max_attempts)))
+        Box::pin(self.needed(move || self.inner.fail_job(id, worker, error, max_attempts)))
     }
 
     fn release_job<'a>(
@@ -153,7 +185,7 @@ impl Store for GuardedStore {
         worker: &'a str,
         reason: &'a str,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.once(self.inner.release_job(id, worker, reason)))
+        Box::pin(self.needed(move || self.inner.release_job(id, worker, reason)))
     }
 
     fn transcript_of<'a>(&'a self, key: &'a ReuseKey) -> StoreFuture<'a, Option<Transcript>> {

@@ -28,6 +28,9 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     /// The database cannot be reached or is not answering: worth a retry later.
     Unavailable(String),
+    /// The database's disk is full: an answer about space, not a database that is down, so
+    /// it neither trips the breaker nor is retried blindly.
+    DiskFull(String),
     /// Anything else: a bug, a constraint, a corrupt file.
     Other(String),
 }
@@ -36,6 +39,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(reason) => write!(f, "storage unavailable: {reason}"),
+            StoreError::DiskFull(reason) => write!(f, "storage disk full: {reason}"),
             StoreError::Other(reason) => write!(f, "storage error: {reason}"),
         }
     }

@@ -90,6 +90,11 @@ impl std::fmt::Debug for PostgresStore {
 /// A PostgreSQL error as the routes see it: the database being away or overloaded is worth a
 /// retry later (503), anything else is not.
 fn pg(error: PgPoolError) -> StoreError {
+    if let PgPoolError::Postgres(inner) = &error
+        && inner.code() == Some(&SqlState::DISK_FULL)
+    {
+        return StoreError::DiskFull(error.to_string());
+    }
     let transient = match &error {
         PgPoolError::WaitTimeout
         | PgPoolError::CreateTimeout

@@ -86,13 +86,15 @@ fn other(error: impl std::fmt::Display) -> StoreError {
 
 fn sql(error: rusqlite::Error) -> StoreError {
     match &error {
+        rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DiskFull => {
+            StoreError::DiskFull(error.to_string())
+        }
         rusqlite::Error::SqliteFailure(code, _)
             if matches!(
                 code.code,
                 rusqlite::ErrorCode::DatabaseBusy
                     | rusqlite::ErrorCode::DatabaseLocked
                     | rusqlite::ErrorCode::CannotOpen
-                    | rusqlite::ErrorCode::DiskFull
                     | rusqlite::ErrorCode::SystemIoFailure
             ) =>
         {

@@ -114,3 +114,157 @@ async fn partial_uploads_abandoned_by_a_dead_process_are_swept() {
         "{disk}"
     );
 }
+
+/// A file system of `mib` MiB mounted at `dir` for the test (tmpfs; needs root, which
+/// `scripts/test` and CI have), unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf, mib: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![1u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.write_all(&[1]);
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// A server whose data directory is a 24 MiB disk of its own with a disk reserve of
+/// `reserve` bytes, and one session transcribed there: the disk (under a directory to drop
+/// last), the server, the audio and the session's id.
+async fn one_session_on_a_small_disk(
+    reserve: u64,
+) -> (TempDir, SmallDisk, crate::helpers::TestApp, Vec<u8>, String) {
+    let outer = TempDir::new().unwrap();
+    let Some(disk) = SmallDisk::mount(outer.path().join("disk"), 24) else {
+        panic!("mounting a tmpfs needs root: run the suite as scripts/test does");
+    };
+    let data_dir = disk.dir.clone();
+    let app = crate::helpers::spawn_with(|config| {
+        config.server.data_dir = data_dir;
+        config.server.disk_reserve = pocwhisp_server::config::ByteSize(reserve);
+    })
+    .await;
+    let audio = std::fs::read(crate::speech::recording(
+        "sense_and_sensibility_01_austen_64kb-0870",
+    ))
+    .unwrap();
+    let session = app.transcribe(USER, audio.clone()).await;
+    assert_eq!(session["status"], "completed", "{session}");
+    let id = session["session_id"].as_str().unwrap().to_owned();
+    (outer, disk, app, audio, id)
+}
+
+#[tokio::test]
+async fn a_full_disk_can_be_emptied_through_the_api_and_uploads_resume_when_there_is_room() {
+    let (_outer, disk, app, audio, id) = one_session_on_a_small_disk(4 << 20).await;
+
+    let filler = disk.fill();
+    // The reserve is still in place: the upload is read, and refused when the disk is.
+    let refused = app
+        .upload(USER, audio.clone(), "audio/wav", "?mode=async")
+        .await;
+    assert_eq!(refused.status(), 507, "no upload is stored on a full disk");
+    assert_eq!(
+        std::fs::read_dir(disk.dir.join("tmp")).unwrap().count(),
+        0,
+        "nothing half-written left behind"
+    );
+
+    // Deleting needs a database write: the reserve is given up for it.
+    let deleted = app
+        .request(reqwest::Method::DELETE, &format!("/api/v1/transcribe/{id}"))
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200, "{}", deleted.text().await.unwrap());
+    let gone = app
+        .get(&format!("/api/v1/transcribe/{id}"))
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // While the reserve is in use, uploads are refused before their body is read, and
+    // health says why.
+    let refused = app
+        .upload(USER, audio.clone(), "audio/wav", "?mode=async")
+        .await;
+    let (status, body) = crate::helpers::error_of(refused).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (507, Some("insufficient_storage")),
+        "{body}"
+    );
+    let health: serde_json::Value = app.admin_get("/api/v1/health").await.json().await.unwrap();
+    assert_eq!(health["components"]["disk"]["status"], "down", "{health}");
+
+    // Room again: the reserve is made again, and uploads are taken.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let response = app
+            .upload(USER, audio.clone(), "audio/wav", "?mode=async")
+            .await;
+        if response.status() == 202 {
+            break;
+        }
+        assert_eq!(response.status(), 507);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads never resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(disk.dir.join("disk-reserve").exists());
+}
+
+#[tokio::test]
+async fn without_a_disk_reserve_a_delete_on_a_full_disk_is_refused_with_507_not_503() {
+    let (_outer, disk, app, _, id) = one_session_on_a_small_disk(0).await;
+    disk.fill();
+    let response = app
+        .request(reqwest::Method::DELETE, &format!("/api/v1/transcribe/{id}"))
+        .bearer_auth(USER)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::error_of(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (507, Some("insufficient_storage")),
+        "{body}"
+    );
+}

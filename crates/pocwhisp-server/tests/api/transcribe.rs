@@ -782,7 +782,8 @@ async fn receiver() -> (std::net::SocketAddr, Received) {
 async fn callbacks_are_signed_retried_and_recorded() {
     let (address, received) = receiver().await;
     let app = spawn_with(|config| {
-        config.jobs.callback_hosts = vec!["127.0.0.1".to_owned()];
+        config.jobs.callback_hosts =
+            vec![address.to_string(), format!("localhost:{}", address.port())];
         config.jobs.callback_secret = Some(Secret::new("callback-key"));
     })
     .await;
@@ -801,7 +802,21 @@ async fn callbacks_are_signed_retried_and_recorded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (signature, body) = received.lock().unwrap()[1].clone();
+    // `t=<unix seconds>,sha256=<hex>`, over `<t>.<body>`: a receiver refuses old times.
+    let (sent, _) = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(','))
+        .unwrap_or_else(|| panic!("{signature}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        now.abs_diff(sent.parse::<u64>().unwrap()) < 60,
+        "{signature}"
+    );
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"callback-key").unwrap();
+    mac.update(format!("{sent}.").as_bytes());
     mac.update(&body);
     let expected: String = mac
         .finalize()
@@ -809,7 +824,7 @@ async fn callbacks_are_signed_retried_and_recorded() {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    assert_eq!(signature, format!("sha256={expected}"));
+    assert_eq!(signature, format!("t={sent},sha256={expected}"));
     let delivered: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(delivered["session_id"], id.as_str());
     assert_eq!(delivered["status"], "completed");
@@ -837,8 +852,45 @@ async fn callbacks_are_signed_retried_and_recorded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Nothing but the allowed hosts is ever called.
+    // A listed name that resolves to this machine is looked up when the delivery is made,
+    // and not called.
+    let calls = received.lock().unwrap().len();
+    let query = format!("?callback_url=http://localhost:{}/hook", address.port());
+    let response = app.upload(USER, wav(FIRST), "audio/wav", &query).await;
+    assert_eq!(response.status(), 200);
+    let id = response.json::<serde_json::Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let session: serde_json::Value = app
+            .get(&format!("/api/v1/transcribe/{id}"))
+            .bearer_auth(USER)
+            .json_reply()
+            .await;
+        if let Some(error) = session["deliveries"]
+            .as_array()
+            .and_then(|deliveries| deliveries.first())
+            .map(|first| first["error"].to_string())
+        {
+            break error;
+        }
+        assert!(std::time::Instant::now() < deadline, "{session}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("no public address"), "{error}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        calls,
+        "the receiver was not called"
+    );
+
+    // Nothing but the allowed hosts and ports is ever called, and a refusal does not tell
+    // which they are.
     for bad in [
+        &format!("http://127.0.0.1:{}/hook", address.port() ^ 1) as &str,
+        "http://127.0.0.1/hook",
         "http://169.254.169.254/latest/meta-data",
         "https://127.0.0.1/hook",
         "http://127.0.0.1.evil.example/hook",
@@ -849,10 +901,9 @@ async fn callbacks_are_signed_retried_and_recorded() {
         let (status, error) =
             error_of(app.upload(USER, wav(FIRST), "audio/wav", &query).await).await;
         assert_eq!(status, 400, "{bad}: {error}");
-        assert!(
-            error["message"].as_str().unwrap().contains("callback_url"),
-            "{error}"
-        );
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("callback_url"), "{error}");
+        assert!(!message.contains("127.0.0.1"), "{error}");
     }
 }
 

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pocwhisp_server::config::EngineConfig;
+use pocwhisp_server::audio::decode;
+use pocwhisp_server::config::{AudioConfig, EngineConfig, MemoryLimit};
+use pocwhisp_server::memory::MemoryGuard;
 
 /// `pocketsphinx-testdata`'s LibriVox recordings and their reference transcripts.
 pub(crate) const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
@@ -14,6 +16,14 @@ pub(crate) const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
 /// The recording `id` (`sense_and_sensibility_01_austen_64kb-0870`).
 pub(crate) fn recording(id: &str) -> PathBuf {
     Path::new(LIBRIVOX).join(format!("{id}.wav"))
+}
+
+/// `file` decoded at the engine's rate, as a job decodes it: one vector per channel.
+pub(crate) fn at_engine_rate(file: &Path) -> Vec<Vec<i16>> {
+    let memory = MemoryGuard::new(MemoryLimit::Unset);
+    decode::decode_for_engine(file, &AudioConfig::default(), &mut memory.reservation())
+        .unwrap()
+        .channels
 }
 
 /// The reference transcripts: file id to words.
