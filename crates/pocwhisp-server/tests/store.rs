@@ -317,6 +317,39 @@ async fn jobs_are_claimed_by_priority_then_age_and_once_each() {
     }
 }
 
+#[tokio::test]
+async fn owners_take_turns_whoever_queued_first() {
+    for Backend { store, .. } in backends().await {
+        let store = store.as_ref();
+        // One user queues three, then another one: first in, first out would make the
+        // second wait for all three.
+        for (n, id) in ["a1", "a2", "a3"].into_iter().enumerate() {
+            store
+                .create_session(&session(id, "a", id, n as u64 + 1))
+                .await
+                .unwrap();
+        }
+        store
+            .create_session(&session("b1", "b", "b1", 4))
+            .await
+            .unwrap();
+        assert_eq!(store.unfinished_jobs("a").await.unwrap(), 3);
+        assert_eq!(store.unfinished_jobs("b").await.unwrap(), 1);
+
+        let mut order = Vec::new();
+        while let Some(job) = store.claim_job("w", LEASE).await.unwrap() {
+            order.push(job.session.id);
+        }
+        assert_eq!(order, ["a1", "b1", "a2", "a3"], "{}", store.backend());
+        assert_eq!(
+            store.unfinished_jobs("a").await.unwrap(),
+            3,
+            "running counts"
+        );
+        assert_eq!(store.unfinished_jobs("nobody").await.unwrap(), 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workers_claiming_at_once_take_each_job_exactly_once() {
     for Backend { store, .. } in backends().await {

@@ -1034,6 +1034,9 @@ pub struct JobsConfig {
     /// Uploads each caller may make an hour (in a burst, then one every hour / this); the
     /// original's transcription preset was 50.
     pub uploads_per_hour: u32,
+    /// Jobs one user may have queued or running at once; more uploads are refused (429)
+    /// until some finish (0: no limit). Admins are not limited.
+    pub max_unfinished_per_user: u32,
     /// Hosts a `callback_url` may point at; nothing else is ever called.
     pub callback_hosts: Vec<String>,
     /// The key callbacks are signed with (HMAC-SHA256); without it, no callbacks.
@@ -1047,6 +1050,7 @@ impl Default for JobsConfig {
             lease: Duration::from_secs(60),
             max_attempts: 3,
             uploads_per_hour: 50,
+            max_unfinished_per_user: 20,
             callback_hosts: Vec::new(),
             callback_secret: None,
         }

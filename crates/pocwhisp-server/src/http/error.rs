@@ -51,6 +51,13 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// 429 with `Retry-After`: the caller has enough in flight already.
+    TooManyRequests {
+        /// What the caller has, and the limit.
+        message: String,
+        /// When to come back.
+        retry_after: Duration,
+    },
     /// 503 with `Retry-After`: a dependency is down or the server is shedding.
     Unavailable {
         /// Why, and what fixes it.
@@ -95,6 +102,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +133,7 @@ impl ApiError {
             ApiError::Conflict(message) => ("conflict", message.clone()),
             ApiError::PayloadTooLarge(message) => ("file_too_large", message.clone()),
             ApiError::UnsupportedMediaType(message) => ("invalid_file_type", message.clone()),
+            ApiError::TooManyRequests { message, .. } => ("rate_limited", message.clone()),
             ApiError::Unavailable { message, .. } => ("unavailable", message.clone()),
             ApiError::InsufficientStorage(message) => ("insufficient_storage", message.clone()),
             ApiError::Internal(_) => (
@@ -178,7 +187,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable { retry_after, .. } => {
+            ApiError::Unavailable { retry_after, .. }
+            | ApiError::TooManyRequests { retry_after, .. } => {
                 let seconds = retry_after.as_secs().max(1);
                 response
                     .headers_mut()

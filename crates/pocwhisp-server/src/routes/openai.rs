@@ -256,6 +256,7 @@ async fn answer(
     task: Task,
 ) -> Result<Response, ApiError> {
     let jobs = upload::accepting(&state)?;
+    upload::within_unfinished_limit(&state, &caller).await?;
     let models = jobs.engine().models();
     let received = upload::receive(&state, request, &["file"], || {
         ApiError::invalid_parameter("file", "an audio file in the multipart field `file`")

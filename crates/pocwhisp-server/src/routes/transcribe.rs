@@ -95,6 +95,7 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let config = state.config();
     let jobs = upload::accepting(&state)?;
+    upload::within_unfinished_limit(&state, &caller).await?;
     let options = upload::decode_options(
         query.language.as_deref(),
         query.task,

@@ -65,6 +65,33 @@ pub(crate) fn store_error(error: StoreError) -> ApiError {
     }
 }
 
+/// Refuses an upload (429) from a user who has `jobs.max_unfinished_per_user` jobs queued or
+/// running already: their own backlog waits, not everyone's.
+pub(crate) async fn within_unfinished_limit(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let limit = state.config().jobs.max_unfinished_per_user;
+    let Some(owner) = caller.owner().filter(|_| limit > 0) else {
+        return Ok(());
+    };
+    let unfinished = state
+        .inner
+        .store
+        .unfinished_jobs(owner)
+        .await
+        .map_err(store_error)?;
+    if unfinished >= u64::from(limit) {
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "{unfinished} of your uploads are still queued or being transcribed (at most {limit}); send more once some finish"
+            ),
+            retry_after: Duration::from_secs(10),
+        });
+    }
+    Ok(())
+}
+
 /// The job runner, if the server takes uploads now: 503 without an engine or above the
 /// memory limit, before a byte of the body is read.
 pub(crate) fn accepting(state: &AppState) -> Result<&Arc<Jobs>, ApiError> {

@@ -212,6 +212,10 @@ impl Store for GuardedStore {
         Box::pin(self.retried(move || self.inner.recent_completed(limit)))
     }
 
+    fn unfinished_jobs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.retried(move || self.inner.unfinished_jobs(owner)))
+    }
+
     fn stats(&self) -> StoreFuture<'_, StoreStats> {
         Box::pin(self.once(self.inner.stats()))
     }

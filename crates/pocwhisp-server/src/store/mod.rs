@@ -386,10 +386,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         owner: Option<&'a str>,
     ) -> StoreFuture<'a, Option<Deleted>>;
 
-    /// Claims the next job: the highest priority, oldest first, among those queued or whose
-    /// lease ran out (their worker died); `None` when there is none. The claim counts an
-    /// attempt and holds the job for `lease`.
+    /// Claims the next job among those queued or whose lease ran out (their worker died):
+    /// the highest priority; then a fair share, the job of the owner whose last claim is the
+    /// oldest (owners take turns), so one user's many uploads do not hold everyone else's
+    /// behind them; then the oldest job. `None` when there is none. The claim counts an attempt and holds the
+    /// job for `lease`.
     fn claim_job<'a>(&'a self, worker: &'a str, lease: Duration) -> StoreFuture<'a, Option<Job>>;
+
+    /// Jobs of `owner` not finished: queued or running.
+    fn unfinished_jobs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64>;
 
     /// Extends `worker`'s lease on job `id`; false when it no longer holds it (the session
     /// was deleted, or the lease ran out and another worker took the job).

@@ -481,9 +481,14 @@ impl Store for PostgresStore {
                 .query_opt(
                     &format!(
                         "WITH now AS (SELECT {NOW} AS us), next AS ( \
-                           SELECT id FROM processing_jobs, now \
-                           WHERE status = 'queued' OR (status = 'running' AND locked_until < now.us) \
-                           ORDER BY priority DESC, id LIMIT 1 FOR UPDATE OF processing_jobs SKIP LOCKED) \
+                           SELECT job.id FROM processing_jobs AS job \
+                           JOIN audio_sessions AS session ON session.id = job.session_id, now \
+                           WHERE job.status = 'queued' OR (job.status = 'running' AND job.locked_until < now.us) \
+                           ORDER BY job.priority DESC, \
+                             COALESCE((SELECT last_claimed FROM owner_turns \
+                                       WHERE owner_turns.owner = session.owner), 0), \
+                             job.id \
+                           LIMIT 1 FOR UPDATE OF job SKIP LOCKED) \
                          UPDATE processing_jobs AS job SET status = 'running', \
                            attempts = job.attempts + 1, locked_by = $1, \
                            locked_until = now.us + $2, started_at = now.us \
@@ -512,6 +517,14 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             let session = session_of(&row);
+            transaction
+                .execute(
+                    "INSERT INTO owner_turns (owner, last_claimed) VALUES ($1, $2) \
+                     ON CONFLICT (owner) DO UPDATE SET last_claimed = excluded.last_claimed",
+                    &[&session.owner, &now],
+                )
+                .await
+                .map_err(pg)?;
             transaction.commit().await.map_err(pg)?;
             Ok(Some(Job {
                 id,
@@ -861,6 +874,22 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
             Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn unfinished_jobs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let connection = self.connection().await?;
+            let row = connection
+                .query_one(
+                    "SELECT count(*) FROM processing_jobs AS job \
+                     JOIN audio_sessions AS session ON session.id = job.session_id \
+                     WHERE job.status IN ('queued', 'running') AND session.owner = $1",
+                    &[&owner],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
         })
     }
 

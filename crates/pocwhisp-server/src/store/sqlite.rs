@@ -415,9 +415,13 @@ impl Store for SqliteStore {
             let transaction = write_transaction(connection)?;
             let claimed: Option<(i64, String, i64)> = transaction
                 .query_row(
-                    "SELECT id, session_id, attempts FROM processing_jobs \
-                     WHERE status = 'queued' OR (status = 'running' AND locked_until < ?1) \
-                     ORDER BY priority DESC, id ASC LIMIT 1",
+                    "SELECT job.id, job.session_id, job.attempts FROM processing_jobs AS job \
+                     JOIN audio_sessions AS session ON session.id = job.session_id \
+                     WHERE job.status = 'queued' OR (job.status = 'running' AND job.locked_until < ?1) \
+                     ORDER BY job.priority DESC, \
+                       COALESCE((SELECT last_claimed FROM owner_turns \
+                                 WHERE owner_turns.owner = session.owner), 0), \
+                       job.id ASC LIMIT 1",
                     [now],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
@@ -444,6 +448,13 @@ impl Store for SqliteStore {
                     &format!("SELECT {SESSION_COLUMNS} FROM audio_sessions WHERE id = ?1"),
                     [&session_id],
                     session_of,
+                )
+                .map_err(sql)?;
+            transaction
+                .execute(
+                    "INSERT INTO owner_turns (owner, last_claimed) VALUES (?1, ?2) \
+                     ON CONFLICT (owner) DO UPDATE SET last_claimed = excluded.last_claimed",
+                    params![session.owner, now],
                 )
                 .map_err(sql)?;
             transaction.commit().map_err(sql)?;
@@ -765,6 +776,22 @@ impl Store for SqliteStore {
             statement
                 .query_map([i64::from(limit)], |row| Ok((row.get(0)?, row.get(1)?)))
                 .and_then(Iterator::collect)
+                .map_err(sql)
+        })
+    }
+
+    fn unfinished_jobs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64> {
+        let owner = owner.to_owned();
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "SELECT count(*) FROM processing_jobs AS job \
+                     JOIN audio_sessions AS session ON session.id = job.session_id \
+                     WHERE job.status IN ('queued', 'running') AND session.owner = ?1",
+                    [owner],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(|count| u64::try_from(count).unwrap_or(0))
                 .map_err(sql)
         })
     }

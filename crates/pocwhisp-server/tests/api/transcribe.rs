@@ -746,6 +746,60 @@ async fn uploads_over_the_hourly_quota_get_429_for_that_caller_only() {
     assert_eq!(list.status(), 200);
 }
 
+#[tokio::test]
+async fn a_user_s_backlog_is_capped_with_429_and_other_users_go_first() {
+    let app = spawn_with(|config| {
+        config.jobs.max_unfinished_per_user = 2;
+        config.request_pool.workers = 1;
+    })
+    .await;
+    let session_of = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["session_id"].as_str().unwrap().to_owned()
+    };
+    // A long job holds the only worker while the rest are sent.
+    let scratch = tempfile::TempDir::new().unwrap();
+    let long = std::fs::read(joined_recordings(scratch.path(), 0)).unwrap();
+    let first = session_of(app.upload(USER, long, "audio/wav", "?mode=async").await).await;
+    let second = session_of(
+        app.upload(USER, wav(FIRST), "audio/wav", "?mode=async")
+            .await,
+    )
+    .await;
+    let refused = app
+        .upload(USER, wav(SECOND), "audio/wav", "?mode=async")
+        .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let (status, error) = error_of(refused).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("at most 2"),
+        "{error}"
+    );
+    // Another user is not held behind that backlog: their job is next, not the oldest.
+    let other = session_of(
+        app.upload(OTHER_USER, wav(SECOND), "audio/wav", "?mode=async")
+            .await,
+    )
+    .await;
+    let other = app.finished(OTHER_USER, &other).await;
+    let second = app.finished(USER, &second).await;
+    assert!(
+        other["processed_at"].as_str() < second["processed_at"].as_str(),
+        "{other} {second}"
+    );
+    app.finished(USER, &first).await;
+    let again = app
+        .upload(USER, wav(SECOND), "audio/wav", "?mode=async")
+        .await;
+    assert_eq!(again.status(), 202, "room again once they finished");
+}
+
 /// What a callback receiver saw: the signature header and the body of each POST.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
