@@ -53,9 +53,12 @@ async fn live() -> Json<Status> {
 #[utoipa::path(get, path = "/api/v1/ready", tag = "health",
     responses(
         (status = 200, description = "Ready for traffic", body = Status),
-        (status = 503, description = "Not ready, with the reason"),
+        (status = 503, description = "Not ready; with an admin token, why"),
     ))]
-async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+async fn ready(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Result<Json<Status>, ApiError> {
     match state.inner.readiness.reason() {
         // Without an engine the server still serves reads; it says why uploads are refused.
         None => Ok(Json(Status {
@@ -71,7 +74,12 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> 
                 .map(|problem| format!("uploads are refused: {problem}")),
         })),
         Some(reason) => Err(ApiError::Unavailable {
-            message: format!("not ready: {reason}"),
+            // The storage's error names hosts and databases: for admins only.
+            message: if principal.is_some_and(|Extension(principal)| principal.may(Role::Admin)) {
+                format!("not ready: {reason}")
+            } else {
+                "not ready: storage is not ready yet (an admin token shows why)".to_owned()
+            },
             retry_after: Duration::from_secs(2),
         }),
     }

@@ -178,6 +178,12 @@ async fn the_server_starts_without_its_database_and_becomes_ready_when_it_comes(
     assert_eq!(not_ready.status(), 503);
     assert!(not_ready.headers().contains_key("retry-after"));
     let body: serde_json::Value = not_ready.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        !message.contains("PostgreSQL") && !message.contains("127.0.0.1"),
+        "why is for admins: {body}"
+    );
+    let body: serde_json::Value = app.admin_get("/api/v1/ready").await.json().await.unwrap();
     assert!(
         body["message"].as_str().unwrap().contains("PostgreSQL"),
         "{body}"
