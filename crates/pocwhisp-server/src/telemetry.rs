@@ -50,7 +50,7 @@ fn describe() {
     metrics::describe_gauge!("pocwhisp_sessions", "Sessions stored");
     metrics::describe_counter!(
         "pocwhisp_jobs_finished_total",
-        "Transcription jobs this process finished, by outcome (completed, failed, retried, deferred: the engine was unreachable, cancelled)"
+        "Transcription jobs this process finished, by outcome (completed, failed, retried, deferred: the engine was unreachable or memory short, cancelled, unstored: the result could not be written and the job is retried)"
     );
     metrics::describe_histogram!(
         "pocwhisp_job_duration_seconds",

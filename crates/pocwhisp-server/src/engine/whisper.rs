@@ -234,10 +234,14 @@ unsafe extern "C" fn abort_when_cancelled(user_data: *mut std::ffi::c_void) -> b
     cancel.is_cancelled()
 }
 
-/// Whether `samples` hold no 30 ms frame louder than the speech floor.
-fn is_silent(samples: &[f32]) -> bool {
+/// Whether `samples` hold no 30 ms frame louder than the speech floor. Read from the 16-bit
+/// samples, so a silent channel is never copied as floats.
+fn is_silent(samples: &[i16]) -> bool {
     samples.chunks(480).all(|frame| {
-        let energy: f64 = frame.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
+        let energy: f64 = frame
+            .iter()
+            .map(|&s| (f64::from(s) / 32768.0).powi(2))
+            .sum();
         (energy / frame.len() as f64).sqrt() < SPEECH_FLOOR
     })
 }
@@ -258,13 +262,13 @@ impl Transcriber for WhisperEngine {
         cancel: &CancelToken,
         on_utterance: &mut dyn FnMut(&Utterance),
     ) -> Result<Decoded, EngineError> {
-        let audio: Vec<f32> = samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
-        if is_silent(&audio) {
+        if is_silent(samples) {
             return Ok(Decoded {
                 utterances: Vec::new(),
                 language: options.language.clone(),
             });
         }
+        let audio: Vec<f32> = samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
         let mut state = self.states.get();
         if state.is_err() {
             *state = self
@@ -473,14 +477,15 @@ mod tests {
 
     #[test]
     fn silence_and_faint_hiss_are_not_speech() {
-        assert!(is_silent(&vec![0.0; 16_000]));
-        let hiss: Vec<f32> = (0..16_000)
-            .map(|i| if i % 2 == 0 { 0.001 } else { -0.001 })
+        assert!(is_silent(&vec![0; 16_000]));
+        // 0.001 of full scale.
+        let hiss: Vec<i16> = (0..16_000)
+            .map(|i| if i % 2 == 0 { 33 } else { -33 })
             .collect();
         assert!(is_silent(&hiss));
         let mut speech = hiss;
         for sample in &mut speech[8000..8480] {
-            *sample *= 50.0;
+            *sample *= 50;
         }
         assert!(!is_silent(&speech));
     }

@@ -230,8 +230,10 @@ impl Jobs {
                         None
                     }
                     Err(error) => {
-                        // The lease runs out and another attempt stores it.
-                        tracing::warn!(session = %session_id, %error, "storing the transcript failed");
+                        // The lease runs out and another attempt stores it (a full disk has
+                        // given up its reserve for this write already).
+                        tracing::warn!(session = %session_id, %error, "storing the transcript failed; the job is retried when its lease runs out");
+                        finished("unstored");
                         None
                     }
                 }
