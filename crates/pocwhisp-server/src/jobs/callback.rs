@@ -160,6 +160,21 @@ impl tower::Service<Name> for PublicAddresses {
     }
 }
 
+/// Records `delivery` on the session, then tells `recorded`.
+async fn record(
+    store: &dyn Store,
+    session_id: &str,
+    delivery: &Delivery,
+    recorded: &(dyn Fn() + Send + Sync),
+) {
+    match store.record_delivery(session_id, delivery).await {
+        Ok(()) => recorded(),
+        Err(error) => {
+            tracing::warn!(session = session_id, %error, "recording a callback delivery failed");
+        }
+    }
+}
+
 /// Delivers callbacks; `Clone` shares the HTTP client.
 #[derive(Clone)]
 pub struct Callbacks {
@@ -202,8 +217,15 @@ impl Callbacks {
         format!("t={sent},sha256={hex}")
     }
 
-    /// Delivers the session `session_id` to `url`, recording every attempt.
-    pub async fn deliver(&self, store: &dyn Store, session_id: &str, url: &str) {
+    /// Delivers the session `session_id` to `url`, recording every attempt on the session
+    /// and calling `recorded` after each.
+    pub async fn deliver(
+        &self,
+        store: &dyn Store,
+        session_id: &str,
+        url: &str,
+        recorded: &(dyn Fn() + Send + Sync),
+    ) {
         let Some(secret) = &self.secret else {
             return;
         };
@@ -217,9 +239,7 @@ impl Callbacks {
                 delivered_at: SystemTime::now(),
             };
             metrics::counter!("pocwhisp_callbacks_total", "outcome" => "failed").increment(1);
-            if let Err(error) = store.record_delivery(session_id, &delivery).await {
-                tracing::warn!(session = session_id, %error, "recording a callback delivery failed");
-            }
+            record(store, session_id, &delivery, recorded).await;
             return;
         }
         let Ok(Some(detail)) = store.session(session_id, None).await else {
@@ -256,10 +276,12 @@ impl Callbacks {
                             error,
                             delivered_at: SystemTime::now(),
                         };
-                        if let Err(error) = store.record_delivery(session_id, &delivery).await {
-                            tracing::warn!(session = session_id, %error, "recording a callback delivery failed");
+                        record(store, session_id, &delivery, recorded).await;
+                        if delivery.error.is_none() {
+                            Ok(())
+                        } else {
+                            Err(retryable)
                         }
-                        if delivery.error.is_none() { Ok(()) } else { Err(retryable) }
                     }
                 },
                 |retryable| *retryable,

@@ -298,8 +298,16 @@ impl Jobs {
             if let Some(url) = job.session.callback_url.clone() {
                 let callbacks = self.callbacks.clone();
                 let store = Arc::clone(&self.store);
+                let responses = self.responses.clone();
                 tokio::spawn(async move {
-                    callbacks.deliver(store.as_ref(), &session_id, &url).await;
+                    // Each attempt is recorded on the session: its cached read is stale.
+                    let path = format!("/api/v1/transcribe/{session_id}");
+                    let recorded = || {
+                        responses.invalidate_path(&path);
+                    };
+                    callbacks
+                        .deliver(store.as_ref(), &session_id, &url, &recorded)
+                        .await;
                 });
             }
         }
