@@ -12,13 +12,13 @@ use pocwhisp_server::memory::{MemoryGuard, resident_bytes};
 
 const MIB: u64 = 1 << 20;
 
-/// Ten minutes of 48 kHz stereo silence as FLAC, made by sox (without dither: true silence).
+/// Five minutes of 48 kHz stereo silence as FLAC, made by sox (without dither: true silence).
 fn silent_flac(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("silence.flac");
     let made = Command::new("sox")
         .args(["-D", "-n", "-r", "48000", "-c", "2", "-b", "16"])
         .arg(&path)
-        .args(["trim", "0", "10:00"])
+        .args(["trim", "0", "5:00"])
         .status()
         .expect("sox (scripts/test installs it)");
     assert!(made.success());
@@ -45,23 +45,23 @@ fn a_small_file_of_long_audio_is_held_at_the_engine_s_rate_and_counted() {
         "a small file"
     );
 
-    // The source as floats would be 10 * 60 * 48000 * 2 * 4 = 230 MB; what the engine takes
-    // is 10 * 60 * 16000 * 2 * 2 = 38 MB.
+    // The source as floats would be 5 * 60 * 48000 * 2 * 4 = 115 MB; what the engine takes
+    // is 5 * 60 * 16000 * 2 * 2 = 19 MB.
     let memory = MemoryGuard::new(MemoryLimit::Unset);
     let before = peak_resident();
     let mut reservation = memory.reservation();
     let audio = decode::decode_for_engine(&flac, &AudioConfig::default(), &mut reservation)
-        .expect("ten minutes of silence decode");
+        .expect("five minutes of silence decode");
     let grown = peak_resident().saturating_sub(before);
     assert_eq!(audio.channels.len(), 2);
-    assert_eq!(audio.channels[0].len(), 10 * 60 * 16_000);
+    assert_eq!(audio.channels[0].len(), 5 * 60 * 16_000);
     assert_eq!(
         reservation.bytes(),
-        2 * 10 * 60 * 16_000 * 2,
+        2 * 5 * 60 * 16_000 * 2,
         "every sample counted"
     );
     assert!(
-        grown < 80 * MIB,
+        grown < 48 * MIB,
         "decoding raised the peak resident memory by {} MiB",
         grown / MIB
     );
