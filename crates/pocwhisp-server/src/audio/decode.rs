@@ -1,5 +1,5 @@
 //! Decoding with symphonia: WAV (any chunk layout; PCM 8, 16, 24 and 32-bit, float), FLAC,
-//! MP3 and Ogg Vorbis, one or two channels, 8 to 48 kHz. The format is told by the bytes,
+//! MP3, AAC in MP4 (M4A) and Ogg Vorbis, one or two channels, 8 to 48 kHz. The format is told by the bytes,
 //! not the name or content type a client gave.
 
 use std::fs::File;
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{
-    CODEC_TYPE_FLAC, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, CodecType, DecoderOptions,
+    CODEC_TYPE_AAC, CODEC_TYPE_FLAC, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, CodecType,
+    DecoderOptions,
 };
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
@@ -22,17 +23,22 @@ use super::resample::ToEngineRate;
 use crate::config::AudioConfig;
 use crate::memory::{MemoryShort, Reservation};
 
-/// The slowest and fastest sample rates accepted.
-/// The file formats decoded here, named as OpenAI's transcription API names them.
-pub(crate) const FILE_FORMATS: &[&str] = &["flac", "mp3", "ogg", "wav"];
+/// The file formats decoded here, named as OpenAI's transcription API names them (`mpeg` and
+/// `mpga` are MP3; `m4a` and `mp4` are AAC in an MP4 container).
+pub(crate) const FILE_FORMATS: &[&str] =
+    &["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "ogg", "wav"];
 
+/// What the refusals name as accepted.
+const ACCEPTED: &str = "WAV, FLAC, MP3, M4A/MP4 (AAC) or Ogg Vorbis";
+
+/// The slowest and fastest sample rates accepted.
 const MIN_RATE: u32 = 8_000;
 const MAX_RATE: u32 = 48_000;
 
 /// What an upload turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioInfo {
-    /// `wav`, `flac`, `mp3` or `ogg`.
+    /// `wav`, `flac`, `mp3`, `m4a` (AAC in MP4) or `ogg`.
     pub format: &'static str,
     /// Hz.
     pub sample_rate: u32,
@@ -67,6 +73,7 @@ fn format_of(codec: CodecType) -> Option<&'static str> {
         CODEC_TYPE_FLAC => Some("flac"),
         CODEC_TYPE_MP3 => Some("mp3"),
         CODEC_TYPE_VORBIS => Some("ogg"),
+        CODEC_TYPE_AAC => Some("m4a"),
         codec => symphonia::default::get_codecs()
             .get_codec(codec)
             .filter(|descriptor| descriptor.short_name.starts_with("pcm"))
@@ -95,6 +102,7 @@ fn container_of(head: &[u8]) -> Option<&'static str> {
         ] => Some("WAV"),
         [b'f', b'L', b'a', b'C', ..] => Some("FLAC"),
         [b'O', b'g', b'g', b'S', ..] => Some("Ogg"),
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("MP4"),
         [b'I', b'D', b'3', ..] => Some("MP3"),
         [0xFF, second, ..] if second & 0xE0 == 0xE0 => Some("MP3"),
         _ => None,
@@ -159,12 +167,12 @@ fn read_checked(
         )
         .map_err(|error| match (container, error) {
             (None, _) => AudioError::Unsupported(
-                "not a recognised audio format: send WAV, FLAC, MP3 or Ogg Vorbis".to_owned(),
+                format!("not a recognised audio format: send {ACCEPTED}"),
             ),
             // symphonia also says "unsupported" of a missing chunk: only an encoding it
             // names as unsupported is one.
             (Some(name), SymphoniaError::Unsupported(what)) if what.contains("unsupported") => AudioError::Unsupported(format!(
-                "this {name} file uses an encoding the server does not decode ({what}): send PCM or float WAV, FLAC, MP3 or Ogg Vorbis"
+                "this {name} file uses an encoding the server does not decode ({what}): send PCM or float {ACCEPTED}"
             )),
             (Some(name), error) => {
                 AudioError::Invalid(format!("the {name} file is damaged: {error}"))
@@ -179,9 +187,7 @@ fn read_checked(
         .clone();
     let params = &track.codec_params;
     let format = format_of(params.codec).ok_or_else(|| {
-        AudioError::Unsupported(
-            "this codec is not supported: send PCM WAV, FLAC, MP3 or Ogg Vorbis".to_owned(),
-        )
+        AudioError::Unsupported(format!("this codec is not supported: send PCM {ACCEPTED}"))
     })?;
     let sample_rate = params
         .sample_rate
@@ -192,14 +198,21 @@ fn read_checked(
         ))
         .into());
     }
-    let channels = params.channels.map_or(0, |channels| channels.count());
-    if channels == 0 || channels > usize::from(limits.max_channels) {
-        return Err(AudioError::Constraints(format!(
-            "the audio has {channels} channels; accepted: 1 to {}",
-            limits.max_channels
-        ))
-        .into());
-    }
+    let check_channels = |channels: usize| {
+        if channels == 0 || channels > usize::from(limits.max_channels) {
+            return Err(AudioError::Constraints(format!(
+                "the audio has {channels} channels; accepted: 1 to {}",
+                limits.max_channels
+            )));
+        }
+        Ok(channels)
+    };
+    // MP4 says its AAC channels in the codec's own configuration, which only the decoder
+    // reads: then they are known from the first decoded packet.
+    let declared = params
+        .channels
+        .map(|channels| check_channels(channels.count()))
+        .transpose()?;
     let max_frames = (limits.max_duration.as_secs_f64() * f64::from(sample_rate)) as u64;
     if params
         .n_frames
@@ -211,11 +224,8 @@ fn read_checked(
     let mut decoder = symphonia::default::get_codecs()
         .make(params, &DecoderOptions::default())
         .map_err(|error| AudioError::Unsupported(format!("cannot decode this audio: {error}")))?;
-    sink.start(
-        sample_rate,
-        channels,
-        params.n_frames.filter(|&frames| frames <= max_frames),
-    )?;
+    let announced = params.n_frames.filter(|&frames| frames <= max_frames);
+    let mut channels: Option<usize> = None;
     let mut frames: u64 = 0;
     let mut buffer: Option<SampleBuffer<f32>> = None;
     loop {
@@ -245,12 +255,26 @@ fn read_checked(
             }
         };
         let spec = *decoded.spec();
-        if spec.channels.count() != channels {
-            return Err(AudioError::Invalid(
-                "the number of channels changes within the file".to_owned(),
-            )
-            .into());
-        }
+        let channels = match channels {
+            Some(known) if known != spec.channels.count() => {
+                return Err(AudioError::Invalid(
+                    "the number of channels changes within the file".to_owned(),
+                )
+                .into());
+            }
+            Some(known) => known,
+            None => {
+                let count = check_channels(spec.channels.count())?;
+                if declared.is_some_and(|declared| declared != count) {
+                    return Err(AudioError::Invalid(
+                        "the number of channels changes within the file".to_owned(),
+                    )
+                    .into());
+                }
+                sink.start(sample_rate, count, announced)?;
+                *channels.insert(count)
+            }
+        };
         let capacity = decoded.capacity() as u64;
         let samples = buffer.get_or_insert_with(|| SampleBuffer::new(capacity, spec));
         if samples.capacity() < decoded.capacity() * channels {
@@ -279,7 +303,7 @@ fn read_checked(
     Ok(AudioInfo {
         format,
         sample_rate,
-        channels: channels as u16,
+        channels: channels.unwrap_or_default() as u16,
         bits_per_sample: if format == "wav" || format == "flac" {
             params.bits_per_sample.map_or(0, |bits| bits as u16)
         } else {
