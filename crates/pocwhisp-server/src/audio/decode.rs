@@ -255,23 +255,17 @@ fn read_checked(
             }
         };
         let spec = *decoded.spec();
+        let count = spec.channels.count();
+        if channels.or(declared).is_some_and(|known| known != count) {
+            return Err(AudioError::Invalid(
+                "the number of channels changes within the file".to_owned(),
+            )
+            .into());
+        }
         let channels = match channels {
-            Some(known) if known != spec.channels.count() => {
-                return Err(AudioError::Invalid(
-                    "the number of channels changes within the file".to_owned(),
-                )
-                .into());
-            }
             Some(known) => known,
             None => {
-                let count = check_channels(spec.channels.count())?;
-                if declared.is_some_and(|declared| declared != count) {
-                    return Err(AudioError::Invalid(
-                        "the number of channels changes within the file".to_owned(),
-                    )
-                    .into());
-                }
-                sink.start(sample_rate, count, announced)?;
+                sink.start(sample_rate, check_channels(count)?, announced)?;
                 *channels.insert(count)
             }
         };

@@ -95,12 +95,12 @@ impl ToEngineRate {
             let (now, later) = samples.split_at(wanted.min(samples.len()));
             samples = later;
             if self.pending.is_empty() && now.len() == CHUNK {
-                self.process(Some(now), false)?;
+                self.process(Some(now))?;
             } else {
                 self.pending.extend_from_slice(now);
                 if self.pending.len() == CHUNK {
                     let chunk = std::mem::take(&mut self.pending);
-                    self.process(Some(&chunk), false)?;
+                    self.process(Some(&chunk))?;
                     self.pending = chunk;
                     self.pending.clear();
                 }
@@ -122,9 +122,9 @@ impl ToEngineRate {
         let rest = std::mem::take(&mut self.pending);
         // rubato reads an empty partial chunk as a missing channel, not as no samples.
         if !rest.is_empty() {
-            self.process(Some(&rest), true)?;
+            self.process(Some(&rest))?;
         }
-        self.process(None, true)?;
+        self.process(None)?;
         let expected =
             (self.taken as f64 * f64::from(ENGINE_RATE) / f64::from(self.rate)).round() as usize;
         self.output.truncate(expected);
@@ -132,24 +132,22 @@ impl ToEngineRate {
         Ok(self.output)
     }
 
-    /// Runs the resampler on one chunk (`partial`: shorter than a chunk, or `None` to flush).
-    fn process(&mut self, chunk: Option<&[f32]>, partial: bool) -> Result<(), String> {
+    /// Runs the resampler on one chunk: a whole one, a last shorter one, or `None` to flush
+    /// its delay line.
+    fn process(&mut self, chunk: Option<&[f32]>) -> Result<(), String> {
         let Some(resampler) = self.resampler.as_mut() else {
             return Ok(());
         };
-        let input = chunk.map(|chunk| [chunk]);
-        let (_, produced) = if partial {
-            resampler.process_partial_into_buffer(
-                input.as_ref().map(|input| &input[..]),
-                &mut self.scratch,
-                None,
-            )
-        } else {
-            resampler.process_into_buffer(
-                input.as_ref().map_or(&[][..], |input| &input[..]),
-                &mut self.scratch,
-                None,
-            )
+        let (_, produced) = match chunk {
+            Some(chunk) if chunk.len() == CHUNK => {
+                resampler.process_into_buffer(&[chunk], &mut self.scratch, None)
+            }
+            Some(last) => {
+                resampler.process_partial_into_buffer(Some(&[last]), &mut self.scratch, None)
+            }
+            None => {
+                resampler.process_partial_into_buffer::<&[f32], _>(None, &mut self.scratch, None)
+            }
         }
         .map_err(|error| error.to_string())?;
         let produced = &self.scratch[0][..produced];
