@@ -1,5 +1,6 @@
 """The server through the official OpenAI Python SDK (pinned in tests/sdk/requirements.txt):
-what its users call, and that every refusal reaches them as the exception OpenAI's own API
+what its users call, every audio format OpenAI accepts (made by Debian's ffmpeg) heard as the
+WAV is, and that every refusal reaches them as the exception OpenAI's own API
 would raise (BadRequestError for a file that is not audio, AuthenticationError, RateLimitError,
 a 413 for a file too large), with OpenAI's error body.
 
@@ -8,6 +9,7 @@ Usage: python openai_sdk.py BINARY (the server, with the Whisper model installed
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,7 +19,17 @@ import openai
 USER, ADMIN = "sdk-user-token", "sdk-admin-token"
 RECORDING = pathlib.Path(
     "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0870.wav")
-UPLOADS_PER_HOUR = 6
+UPLOADS_PER_HOUR = 12
+# What phones, browsers and video calls send, as ffmpeg makes them from the recording: the
+# output options, then the file name.
+FORMATS = [
+    (["-c:a", "aac", "-b:a", "128k"], "memo.m4a"),
+    (["-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-map", "1:v", "-map", "0:a",
+      "-shortest", "-c:v", "mpeg4", "-c:a", "aac"], "call.mp4"),
+    (["-c:a", "libopus", "-b:a", "48k"], "chrome.webm"),
+    (["-c:a", "libopus", "-b:a", "48k"], "firefox.ogg"),
+    (["-f", "mp3", "-c:a", "libmp3lame", "-b:a", "128k"], "speech.mpeg"),
+]
 
 
 def start(binary, data_dir):
@@ -45,6 +57,21 @@ def expect(error_type, status, call):
     raise AssertionError(f"{call} did not raise {error_type.__name__}")
 
 
+def words(text):
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def edits(reference, heard):
+    """Word-level edit distance."""
+    previous = list(range(len(heard) + 1))
+    for i, word in enumerate(reference):
+        current = [i + 1]
+        for j, other in enumerate(heard):
+            current.append(min(previous[j] + (word != other), previous[j + 1] + 1, current[j] + 1))
+        previous = current
+    return previous[-1]
+
+
 def main():
     binary = sys.argv[1]
     with tempfile.TemporaryDirectory() as data_dir:
@@ -68,6 +95,16 @@ def run(base_url, scratch):
         text = client.audio.transcriptions.create(model="whisper-1", file=audio)
     assert "leisure to consider" in text.text.lower(), text
     print(f"transcriptions.create: {text.text!r}")
+
+    for options, name in FORMATS:
+        made = scratch / name
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(RECORDING), *options,
+                        str(made)], check=True)
+        with made.open("rb") as audio:
+            heard = client.audio.transcriptions.create(model="whisper-1", file=audio)
+        wrong = edits(words(text.text), words(heard.text))
+        print(f"{name}: {wrong} edits against the WAV's {len(words(text.text))} words")
+        assert wrong * 10 <= len(words(text.text)), (name, heard.text, text.text)
 
     with RECORDING.open("rb") as audio:
         verbose = client.audio.transcriptions.create(

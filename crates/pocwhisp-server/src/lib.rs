@@ -18,6 +18,7 @@ mod routes;
 pub mod session;
 mod state;
 pub mod store;
+mod subtitles;
 pub mod telemetry;
 
 pub use app::{Application, StartError};

@@ -1,6 +1,10 @@
 //! Decoding with symphonia: WAV (any chunk layout; PCM 8, 16, 24 and 32-bit, float), FLAC,
-//! MP3, AAC in MP4 (M4A) and Ogg Vorbis, one or two channels, 8 to 48 kHz. The format is told by the bytes,
-//! not the name or content type a client gave.
+//! MP3, AAC in MP4 (M4A), Ogg Vorbis, and Opus in Ogg or WebM (by libopus, [`super::opus`]),
+//! 8 to 48 kHz. The format is told by the bytes, not the name or content type a client gave.
+//!
+//! Channels up to `audio.max_channels` (1 or 2) stay apart: two channels are two speakers.
+//! More (surround, a multitrack recorder's 4 to 8) are one scene, not one speaker each:
+//! they are mixed down to one channel, their mean, as they are decoded.
 
 use std::fs::File;
 use std::io::ErrorKind;
@@ -9,8 +13,8 @@ use std::time::Duration;
 
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{
-    CODEC_TYPE_AAC, CODEC_TYPE_FLAC, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, CodecType,
-    DecoderOptions,
+    CODEC_TYPE_AAC, CODEC_TYPE_FLAC, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_OPUS,
+    CodecParameters, CodecType, DecoderOptions,
 };
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
@@ -19,17 +23,20 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use super::AudioError;
+use super::container::Container;
+use super::opus::{self, MAX_CHANNELS};
 use super::resample::ToEngineRate;
 use crate::config::AudioConfig;
 use crate::memory::{MemoryShort, Reservation};
 
 /// The file formats decoded here, named as OpenAI's transcription API names them (`mpeg` and
-/// `mpga` are MP3; `m4a` and `mp4` are AAC in an MP4 container).
-pub(crate) const FILE_FORMATS: &[&str] =
-    &["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "ogg", "wav"];
+/// `mpga` are MP3; `m4a` and `mp4` are AAC in an MP4 container; `oga` is Ogg).
+pub(crate) const FILE_FORMATS: &[&str] = &[
+    "flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm",
+];
 
 /// What the refusals name as accepted.
-const ACCEPTED: &str = "WAV, FLAC, MP3, M4A/MP4 (AAC) or Ogg Vorbis";
+const ACCEPTED: &str = "WAV, FLAC, MP3, M4A/MP4 (AAC), Ogg (Vorbis or Opus) or WebM (Opus)";
 
 /// The slowest and fastest sample rates accepted.
 const MIN_RATE: u32 = 8_000;
@@ -38,11 +45,12 @@ const MAX_RATE: u32 = 48_000;
 /// What an upload turned out to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioInfo {
-    /// `wav`, `flac`, `mp3`, `m4a` (AAC in MP4) or `ogg`.
+    /// The container: `wav`, `flac`, `mp3`, `m4a` (MP4, audio or video), `ogg` or `webm`
+    /// (WebM or Matroska).
     pub format: &'static str,
     /// Hz.
     pub sample_rate: u32,
-    /// 1 or 2.
+    /// The file's channels, 1 to 8 (more than `audio.max_channels` are decoded as one).
     pub channels: u16,
     /// Bits per sample of the source; 0 for lossy formats.
     pub bits_per_sample: u16,
@@ -68,44 +76,16 @@ pub enum DecodeFailure {
     Memory(MemoryShort),
 }
 
-fn format_of(codec: CodecType) -> Option<&'static str> {
-    match codec {
-        CODEC_TYPE_FLAC => Some("flac"),
-        CODEC_TYPE_MP3 => Some("mp3"),
-        CODEC_TYPE_VORBIS => Some("ogg"),
-        CODEC_TYPE_AAC => Some("m4a"),
-        codec => symphonia::default::get_codecs()
-            .get_codec(codec)
-            .filter(|descriptor| descriptor.short_name.starts_with("pcm"))
-            .map(|_| "wav"),
-    }
-}
-
-/// The container the first bytes announce, if any the server reads: told apart from
-/// symphonia's verdict so that a damaged WAV is "damaged", not "not audio".
-fn container_of(head: &[u8]) -> Option<&'static str> {
-    match head {
-        [
-            b'R',
-            b'I',
-            b'F',
-            b'F',
-            _,
-            _,
-            _,
-            _,
-            b'W',
-            b'A',
-            b'V',
-            b'E',
-            ..,
-        ] => Some("WAV"),
-        [b'f', b'L', b'a', b'C', ..] => Some("FLAC"),
-        [b'O', b'g', b'g', b'S', ..] => Some("Ogg"),
-        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("MP4"),
-        [b'I', b'D', b'3', ..] => Some("MP3"),
-        [0xFF, second, ..] if second & 0xE0 == 0xE0 => Some("MP3"),
-        _ => None,
+/// The format's name: the container's, or for a stream without one (MP3, or FLAC after
+/// junk), the codec's; `None` for a codec decoded nowhere here.
+fn format_of(container: Option<Container>, codec: CodecType) -> Option<&'static str> {
+    opus::codecs().get_codec(codec)?;
+    match (container, codec) {
+        (Some(container), _) => Some(container.format()),
+        (None, CODEC_TYPE_MP3) => Some("mp3"),
+        (None, CODEC_TYPE_FLAC) => Some("flac"),
+        (None, CODEC_TYPE_AAC) => Some("aac"),
+        (None, _) => Some("wav"),
     }
 }
 
@@ -154,7 +134,19 @@ fn read_checked(
     if read == 0 {
         return Err(AudioError::Invalid("the upload is empty".to_owned()).into());
     }
-    let container = container_of(&head[..read]);
+    let container = Container::of(&head[..read]);
+    if let Some(container) = container {
+        let length = file
+            .metadata()
+            .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?
+            .len();
+        container.check_sizes(&mut file, length).map_err(|lie| {
+            AudioError::Invalid(format!(
+                "the {} file is cut short or damaged: {lie}",
+                container.name()
+            ))
+        })?;
+    }
     std::io::Seek::rewind(&mut file)
         .map_err(|error| AudioError::Invalid(format!("cannot read the upload: {error}")))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
@@ -162,7 +154,13 @@ fn read_checked(
         .format(
             &Hint::new(),
             stream,
-            &FormatOptions::default(),
+            // Gapless: the padding an encoder adds at each end, where the file says how much
+            // (LAME's header, Ogg's granules), is dropped, so lossy audio lines up with its
+            // source.
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|error| match (container, error) {
@@ -171,42 +169,41 @@ fn read_checked(
             ),
             // symphonia also says "unsupported" of a missing chunk: only an encoding it
             // names as unsupported is one.
-            (Some(name), SymphoniaError::Unsupported(what)) if what.contains("unsupported") => AudioError::Unsupported(format!(
-                "this {name} file uses an encoding the server does not decode ({what}): send PCM or float {ACCEPTED}"
+            (Some(container), SymphoniaError::Unsupported(what)) if what.contains("unsupported") => AudioError::Unsupported(format!(
+                "this {} file uses an encoding the server does not decode ({what}): send {ACCEPTED}", container.name()
             )),
-            (Some(name), error) => {
-                AudioError::Invalid(format!("the {name} file is damaged: {error}"))
+            (Some(container), error) => {
+                AudioError::Invalid(format!("the {} file is damaged: {error}", container.name()))
             }
         })?;
     let mut reader = probed.format;
+    // The first audio track: a video's picture track, or a cover image, is passed over.
     let track = reader
         .tracks()
         .iter()
-        .find(|track| track.codec_params.codec != CODEC_TYPE_NULL)
+        .find(|track| {
+            track.codec_params.codec != CODEC_TYPE_NULL && track.codec_params.sample_rate.is_some()
+        })
         .ok_or_else(|| AudioError::Invalid("the file holds no audio track".to_owned()))?
         .clone();
     let params = &track.codec_params;
-    let format = format_of(params.codec).ok_or_else(|| {
-        AudioError::Unsupported(format!("this codec is not supported: send PCM {ACCEPTED}"))
+    let format = format_of(container, params.codec).ok_or_else(|| {
+        AudioError::Unsupported(format!("this codec is not supported: send {ACCEPTED}"))
     })?;
-    let sample_rate = params
-        .sample_rate
-        .ok_or_else(|| AudioError::Invalid("the file does not say its sample rate".to_owned()))?;
+    // Opus always decodes at 48 kHz; the rate its container gives is the source's.
+    let sample_rate = if params.codec == CODEC_TYPE_OPUS {
+        opus::RATE
+    } else {
+        params.sample_rate.ok_or_else(|| {
+            AudioError::Invalid("the file does not say its sample rate".to_owned())
+        })?
+    };
     if !(MIN_RATE..=MAX_RATE).contains(&sample_rate) {
         return Err(AudioError::Constraints(format!(
             "the sample rate is {sample_rate} Hz; accepted: {MIN_RATE} to {MAX_RATE} Hz"
         ))
         .into());
     }
-    let check_channels = |channels: usize| {
-        if channels == 0 || channels > usize::from(limits.max_channels) {
-            return Err(AudioError::Constraints(format!(
-                "the audio has {channels} channels; accepted: 1 to {}",
-                limits.max_channels
-            )));
-        }
-        Ok(channels)
-    };
     // MP4 says its AAC channels in the codec's own configuration, which only the decoder
     // reads: then they are known from the first decoded packet.
     let declared = params
@@ -214,20 +211,19 @@ fn read_checked(
         .map(|channels| check_channels(channels.count()))
         .transpose()?;
     let max_frames = (limits.max_duration.as_secs_f64() * f64::from(sample_rate)) as u64;
-    if params
-        .n_frames
-        .is_some_and(|frames| frames > max_frames.saturating_mul(2))
-    {
+    let claimed = announced_frames(params, sample_rate);
+    if claimed.is_some_and(|frames| frames > max_frames.saturating_mul(2)) {
         // A header claiming far more than the limit: say so before decoding it all.
         return Err(AudioError::TooLong(too_long(limits.max_duration)).into());
     }
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = opus::codecs()
         .make(params, &DecoderOptions::default())
         .map_err(|error| AudioError::Unsupported(format!("cannot decode this audio: {error}")))?;
-    let announced = params.n_frames.filter(|&frames| frames <= max_frames);
+    let announced = claimed.filter(|&frames| frames <= max_frames);
     let mut channels: Option<usize> = None;
     let mut frames: u64 = 0;
     let mut buffer: Option<SampleBuffer<f32>> = None;
+    let mut mixed = Vec::new();
     loop {
         let packet = match reader.next_packet() {
             Ok(packet) => packet,
@@ -255,6 +251,13 @@ fn read_checked(
             }
         };
         let spec = *decoded.spec();
+        if spec.rate != sample_rate {
+            return Err(AudioError::Invalid(format!(
+                "the header says {sample_rate} Hz, but the audio decodes at {} Hz",
+                spec.rate
+            ))
+            .into());
+        }
         let count = spec.channels.count();
         if channels.or(declared).is_some_and(|known| known != count) {
             return Err(AudioError::Invalid(
@@ -265,7 +268,12 @@ fn read_checked(
         let channels = match channels {
             Some(known) => known,
             None => {
-                sink.start(sample_rate, check_channels(count)?, announced)?;
+                let kept = if check_channels(count)? > usize::from(limits.max_channels) {
+                    1
+                } else {
+                    count
+                };
+                sink.start(sample_rate, kept, announced)?;
                 *channels.insert(count)
             }
         };
@@ -281,11 +289,28 @@ fn read_checked(
         if frames > max_frames {
             return Err(AudioError::TooLong(too_long(limits.max_duration)).into());
         }
-        sink.block(block, per_channel)?;
+        if channels > usize::from(limits.max_channels) {
+            mix_down(block, per_channel, &mut mixed);
+            sink.block(&mixed, per_channel)?;
+        } else {
+            sink.block(block, per_channel)?;
+        }
     }
     let duration = frames as f64 / f64::from(sample_rate);
     if frames == 0 {
         return Err(AudioError::Invalid("the file holds no audio samples".to_owned()).into());
+    }
+    if let Some(claimed) = claimed {
+        // Lossy encoders pad a little at each end, and containers round: half a second and
+        // a hundredth of the length are let pass. More is a cut file, or a lying header.
+        let slack = u64::from(sample_rate) / 2 + claimed / 100;
+        if frames.abs_diff(claimed) > slack {
+            return Err(AudioError::Invalid(format!(
+                "the file's header says it lasts {:.2} s, but it holds {duration:.2} s of audio: it is cut short or its header is wrong",
+                claimed as f64 / f64::from(sample_rate)
+            ))
+            .into());
+        }
     }
     if duration < limits.min_duration.as_secs_f64() {
         return Err(AudioError::Constraints(format!(
@@ -305,6 +330,48 @@ fn read_checked(
         },
         duration,
     })
+}
+
+/// Refuses no channels, or more than are mixed down.
+fn check_channels(channels: usize) -> Result<usize, AudioError> {
+    if channels == 0 || channels > MAX_CHANNELS {
+        return Err(AudioError::Constraints(format!(
+            "the audio has {channels} channels; accepted: 1 to {MAX_CHANNELS}"
+        )));
+    }
+    Ok(channels)
+}
+
+/// The frames the header announces, at the sample rate. A container may count in its own
+/// time base (Matroska counts milliseconds), which is turned into frames.
+fn announced_frames(params: &CodecParameters, sample_rate: u32) -> Option<u64> {
+    let counted = params.n_frames?;
+    match params.time_base {
+        Some(base) if base.denom != sample_rate || base.numer != 1 => {
+            let time = base.calc_time(counted);
+            Some(
+                time.seconds.saturating_mul(u64::from(sample_rate))
+                    + (time.frac * f64::from(sample_rate)) as u64,
+            )
+        }
+        _ => Some(counted),
+    }
+}
+
+/// The mean of the channels of `block` (planar, `per_channel` samples each) into `mixed`.
+fn mix_down(block: &[f32], per_channel: usize, mixed: &mut Vec<f32>) {
+    mixed.clear();
+    mixed.resize(per_channel, 0.0);
+    let channels = block.len() / per_channel.max(1);
+    for channel in block.chunks_exact(per_channel.max(1)) {
+        for (sum, sample) in mixed.iter_mut().zip(channel) {
+            *sum += sample;
+        }
+    }
+    let scale = 1.0 / channels.max(1) as f32;
+    for sample in mixed.iter_mut() {
+        *sample *= scale;
+    }
 }
 
 fn too_long(limit: Duration) -> String {

@@ -1,9 +1,12 @@
-//! Audio: an upload streamed to disk while hashed ([`intake`]), decoded by symphonia and
-//! checked against the limits ([`decode`]), and resampled to the engine's 16 kHz by rubato
-//! ([`resample`]).
+//! Audio: an upload streamed to disk while hashed ([`intake`]), its container told by its
+//! bytes and its declared sizes checked ([`container`]), decoded by symphonia (Opus by
+//! libopus, [`opus`]) and checked against the limits ([`decode`]), and resampled to the
+//! engine's 16 kHz by rubato ([`resample`]).
 
+mod container;
 pub mod decode;
 pub mod intake;
+mod opus;
 pub mod resample;
 
 use std::fmt;

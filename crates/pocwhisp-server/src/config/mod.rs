@@ -1004,7 +1004,8 @@ pub struct AudioConfig {
     /// The longest audio accepted.
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
-    /// 1 or 2: stereo channels are two speakers.
+    /// 1 or 2: the channels kept apart, each a speaker. A file with more (up to 8) is mixed
+    /// down to one channel.
     pub max_channels: u16,
 }
 

@@ -16,19 +16,20 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use http::header::CONTENT_TYPE;
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::upload::{self, Caller};
+use super::upload::{self, Caller, JobEvent};
 use crate::audio::{decode, intake};
 use crate::engine::{DecodeOptions, Task};
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::store::{Segment, SessionDetail, SessionStatus};
+use crate::store::{SessionDetail, SessionStatus};
+use crate::subtitles;
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -327,82 +328,29 @@ fn invalid_file_format(error: ApiError) -> ApiError {
 /// The job's words as OpenAI streams them: a `transcript.text.delta` event per utterance as
 /// it is decoded, then `transcript.text.done` with the whole text.
 fn stream(state: AppState, accepted: upload::Accepted) -> impl IntoResponse {
-    let upload::Accepted {
-        id,
-        mut finished,
-        mut progress,
-        ..
-    } = accepted;
-    let events = async_stream(move |sender| async move {
-        let mut done =
-            std::pin::pin!(async { upload::finished(&state, &id, &mut finished, None).await });
-        let mut first = true;
-        loop {
-            tokio::select! {
-                biased;
-                update = progress.recv() => match update {
-                    Ok(update) if *update.session_id == *id => {
-                        let delta = if first { update.text } else { format!(" {}", update.text) };
-                        first = false;
-                        let event = serde_json::json!({"type": "transcript.text.delta", "delta": delta});
-                        if sender.send(Event::default().data(event.to_string())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
-                result = &mut done => {
-                    let event = match result {
-                        Ok(Some(detail)) if detail.session.status == SessionStatus::Completed => {
-                            serde_json::json!({"type": "transcript.text.done", "text": text_of(&detail.segments)})
-                        }
-                        Ok(Some(detail)) => serde_json::json!({"type": "error", "error": {
-                            "message": detail.session.error_message.unwrap_or_default(),
-                            "type": "server_error", "param": null, "code": "transcription_failed"}}),
-                        _ => serde_json::json!({"type": "error", "error": {
-                            "message": "the transcription did not finish", "type": "server_error",
-                            "param": null, "code": null}}),
-                    };
-                    let _ = sender.send(Event::default().data(event.to_string())).await;
-                    return;
-                }
+    let mut first = true;
+    let events = upload::job_events(state, accepted).map(move |event| {
+        let event = match event {
+            JobEvent::Words(text) => {
+                let delta = if first { text } else { format!(" {text}") };
+                first = false;
+                serde_json::json!({"type": "transcript.text.delta", "delta": delta})
             }
-        }
+            JobEvent::Ended(Ok(Some(detail)))
+                if detail.session.status == SessionStatus::Completed =>
+            {
+                serde_json::json!({"type": "transcript.text.done", "text": subtitles::text(&detail.segments)})
+            }
+            JobEvent::Ended(Ok(Some(detail))) => serde_json::json!({"type": "error", "error": {
+                "message": detail.session.error_message.unwrap_or_default(),
+                "type": "server_error", "param": null, "code": "transcription_failed"}}),
+            JobEvent::Ended(_) => serde_json::json!({"type": "error", "error": {
+                "message": "the transcription did not finish", "type": "server_error",
+                "param": null, "code": null}}),
+        };
+        Ok::<_, Infallible>(Event::default().data(event.to_string()))
     });
     Sse::new(events)
-}
-
-/// A stream fed by `produce` through a small channel.
-fn async_stream<F, Fut>(produce: F) -> impl futures_util::Stream<Item = Result<Event, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(produce(sender));
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|event| (Ok(event), receiver))
-    })
-}
-
-/// The text of a transcript: its segments in time order.
-fn text_of(segments: &[Segment]) -> String {
-    segments
-        .iter()
-        .map(|segment| segment.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `seconds` as a subtitle time: `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT); hours
-/// keep counting past 99.
-fn timestamp(seconds: f64, separator: char) -> String {
-    let millis = (seconds.max(0.0) * 1000.0).round() as u64;
-    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
-    let (minutes, rest) = (rest / 60_000, rest % 60_000);
-    let (secs, millis) = (rest / 1000, rest % 1000);
-    format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
 }
 
 /// zlib's ratio of the text's size to its compressed size, as Whisper reports it (repetitive
@@ -459,38 +407,18 @@ fn render(detail: &SessionDetail, options: &Options) -> Result<Response, ApiErro
         });
     }
     let segments = &detail.segments;
-    let text = text_of(segments);
+    let text = subtitles::text(segments);
     let plain = |body: String, content_type: &'static str| {
         ([(CONTENT_TYPE, content_type)], body).into_response()
     };
     Ok(match options.format {
         Format::Json => Json(serde_json::json!({ "text": text })).into_response(),
         Format::Text => plain(format!("{text}\n"), "text/plain; charset=utf-8"),
-        Format::Srt => {
-            let mut body = String::new();
-            for (index, segment) in segments.iter().enumerate() {
-                body.push_str(&format!(
-                    "{}\n{} --> {}\n{}\n\n",
-                    index + 1,
-                    timestamp(segment.start_time, ','),
-                    timestamp(segment.end_time, ','),
-                    segment.text
-                ));
-            }
-            plain(body, "application/x-subrip; charset=utf-8")
-        }
-        Format::Vtt => {
-            let mut body = String::from("WEBVTT\n\n");
-            for segment in segments {
-                body.push_str(&format!(
-                    "{} --> {}\n{}\n\n",
-                    timestamp(segment.start_time, '.'),
-                    timestamp(segment.end_time, '.'),
-                    segment.text
-                ));
-            }
-            plain(body, "text/vtt; charset=utf-8")
-        }
+        Format::Srt => plain(
+            subtitles::srt(segments),
+            "application/x-subrip; charset=utf-8",
+        ),
+        Format::Vtt => plain(subtitles::vtt(segments), "text/vtt; charset=utf-8"),
         Format::VerboseJson => {
             let verbose: Vec<VerboseSegment<'_>> = segments
                 .iter()
@@ -535,13 +463,6 @@ fn render(detail: &SessionDetail, options: &Options) -> Result<Response, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subtitle_times_count_hours_past_a_day() {
-        assert_eq!(timestamp(0.15, ','), "00:00:00,150");
-        assert_eq!(timestamp(3_725.042, '.'), "01:02:05.042");
-        assert_eq!(timestamp(100.0 * 3600.0 + 0.5, ','), "100:00:00,500");
-    }
 
     #[test]
     fn repetitive_text_compresses_better() {

@@ -6,8 +6,10 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::{Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, LOCATION};
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::upload::{self, Caller, store_error};
+use super::upload::{self, Caller, JobEvent, store_error};
 use crate::engine::Task;
 use crate::http::{ApiError, Path, Query};
 use crate::jobs::validate_callback;
@@ -23,15 +25,17 @@ use crate::redis::{decode_session, encode_session};
 use crate::session::{SessionSummary, SessionView};
 use crate::state::AppState;
 use crate::store::{ListQuery, SessionStatus};
+use crate::subtitles;
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload).layer::<_, Infallible>(state.inner.uploads.clone()))
         .routes(routes!(list))
+        .routes(routes!(transcript))
         .routes(routes!(read, delete).layer::<_, Infallible>(state.inner.responses.clone()))
 }
 
-/// Wait for the result, or answer 202 at once.
+/// Wait for the result, answer 202 at once, or stream the job's events.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Mode {
@@ -40,6 +44,9 @@ pub(crate) enum Mode {
     Sync,
     /// 202 with `Location` at once.
     Async,
+    /// 200 with `text/event-stream`: `accepted` (the session id, once stored), `words` per
+    /// utterance as it is decoded, then `completed` (the session) or `failed` (why).
+    Stream,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -119,6 +126,9 @@ async fn upload(
     .await?;
     let mut accepted =
         upload::accept(&state, jobs, &caller, received, query.callback_url, options).await?;
+    if matches!(query.mode, Mode::Stream) {
+        return Ok(stream(state, accepted).into_response());
+    }
     let id = accepted.id;
     if matches!(query.mode, Mode::Sync) {
         let deadline = tokio::time::Instant::now() + config.jobs.sync_wait;
@@ -139,6 +149,40 @@ async fn upload(
         }),
     )
         .into_response())
+}
+
+/// The job's events for `mode=stream`, each a JSON object.
+fn stream(state: AppState, accepted: upload::Accepted) -> impl IntoResponse {
+    let id = accepted.id.clone();
+    let accepted_event = Event::default().event("accepted").data(
+        serde_json::json!({"session_id": id, "location": format!("/api/v1/transcribe/{id}")})
+            .to_string(),
+    );
+    let events = upload::job_events(state, accepted).map(|event| {
+        let event = match event {
+            JobEvent::Words(text) => Event::default()
+                .event("words")
+                .data(serde_json::json!({ "text": text }).to_string()),
+            JobEvent::Ended(Ok(Some(detail)))
+                if detail.session.status == SessionStatus::Completed =>
+            {
+                let view = SessionView::new(*detail, Vec::new());
+                Event::default()
+                    .event("completed")
+                    .data(serde_json::to_string(&view).unwrap_or_default())
+            }
+            JobEvent::Ended(Ok(Some(detail))) => Event::default().event("failed").data(
+                serde_json::json!({ "message": detail.session.error_message.unwrap_or_default() })
+                    .to_string(),
+            ),
+            JobEvent::Ended(_) => Event::default().event("failed").data(
+                serde_json::json!({ "message": "the transcription did not finish" }).to_string(),
+            ),
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Sse::new(futures_util::stream::once(async { Ok(accepted_event) }).chain(events))
+        .keep_alive(KeepAlive::default())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -299,6 +343,111 @@ async fn read(
             .await;
     }
     Ok(session_response(FINISHED_CACHE_CONTROL, json))
+}
+
+/// What a transcript download is rendered as.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TranscriptFormat {
+    #[default]
+    Txt,
+    Srt,
+    Vtt,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TranscriptParams {
+    /// `txt` (default), `srt` or `vtt`.
+    #[param(value_type = Option<String>)]
+    #[serde(default)]
+    format: TranscriptFormat,
+}
+
+/// A finished session's transcript as a file to save: plain text, SRT or WebVTT subtitles.
+#[utoipa::path(get, path = "/api/v1/transcribe/{id}/transcript", tag = "transcription",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session id"), TranscriptParams),
+    responses(
+        (status = 200, description = "text/plain, application/x-subrip or text/vtt, as an attachment named after the upload"),
+        (status = 404, description = "No such session of the caller's"),
+        (status = 409, description = "Not transcribed yet"),
+        (status = 422, description = "The transcription failed"),
+    ))]
+async fn transcript(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<TranscriptParams>,
+) -> Result<Response, ApiError> {
+    let id = session_id(&id)?;
+    let detail = state
+        .inner
+        .store
+        .session(id, caller.owner())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    match detail.session.status {
+        SessionStatus::Completed => {}
+        SessionStatus::Failed => {
+            return Err(ApiError::Unprocessable {
+                code: "transcription_failed",
+                message: detail
+                    .session
+                    .error_message
+                    .unwrap_or_else(|| "the transcription failed".to_owned()),
+            });
+        }
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "session {id} is not transcribed yet"
+            )));
+        }
+    }
+    let segments = &detail.segments;
+    let (body, content_type, extension) = match params.format {
+        TranscriptFormat::Txt => (
+            format!("{}\n", subtitles::text(segments)),
+            "text/plain; charset=utf-8",
+            "txt",
+        ),
+        TranscriptFormat::Srt => (
+            subtitles::srt(segments),
+            "application/x-subrip; charset=utf-8",
+            "srt",
+        ),
+        TranscriptFormat::Vtt => (subtitles::vtt(segments), "text/vtt; charset=utf-8", "vtt"),
+    };
+    Ok((
+        [
+            (http::header::CONTENT_TYPE, content_type.to_owned()),
+            (CACHE_CONTROL, "private, no-store".to_owned()),
+            (
+                http::header::CONTENT_DISPOSITION,
+                attachment(&detail.session.original_name, extension),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `Content-Disposition` for a download named after the upload (`memo.m4a` gives
+/// `memo.srt`): the name's stem kept to letters, digits, `-`, `_` and `.`, so that nothing a
+/// client named its file can break the header.
+fn attachment(original_name: &str, extension: &str) -> String {
+    let stem = std::path::Path::new(original_name)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or_default();
+    let safe: String = stem
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(100)
+        .collect();
+    let stem = if safe.is_empty() { "transcript" } else { &safe };
+    format!("attachment; filename=\"{stem}.{extension}\"")
 }
 
 /// How long a client (and the response cache) may keep a finished session.

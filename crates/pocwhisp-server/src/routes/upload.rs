@@ -286,9 +286,14 @@ pub(crate) async fn receive(
             fields,
         });
     }
-    if !(media_type.starts_with("audio/") || media_type.starts_with("application/octet-stream")) {
+    // video/* too: an MP4 or WebM recording is sent as video/mp4 or video/webm; what the
+    // bytes hold is decided by decoding them, not by this.
+    if !["audio/", "video/", "application/octet-stream"]
+        .iter()
+        .any(|accepted| media_type.starts_with(accepted))
+    {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "send the audio as multipart/form-data (field `{}`) or as a raw body with an audio/* content type",
+            "send the audio as multipart/form-data (field `{}`) or as a raw body with an audio/* or video/* content type",
             file_fields.first().copied().unwrap_or("file")
         )));
     }
@@ -529,6 +534,54 @@ pub(crate) async fn finished(
             return Ok(Some(detail));
         }
     }
+}
+
+/// What a job tells its uploader as it runs.
+#[derive(Debug)]
+pub(crate) enum JobEvent {
+    /// The words of one utterance, as they are decoded.
+    Words(String),
+    /// The job ended: the session, completed or failed (`None`: no one will finish it).
+    Ended(Result<Option<Box<SessionDetail>>, ApiError>),
+}
+
+/// The accepted job's events as a stream for a streamed response: its words as they are
+/// decoded, then how it ended. Fed by a task of its own through a small channel; the task
+/// stops when the client goes.
+pub(crate) fn job_events(
+    state: AppState,
+    accepted: Accepted,
+) -> impl futures_util::Stream<Item = JobEvent> + Send + 'static {
+    let Accepted {
+        id,
+        finished: mut ends,
+        mut progress,
+    } = accepted;
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut done = std::pin::pin!(finished(&state, &id, &mut ends, None));
+        loop {
+            tokio::select! {
+                biased;
+                update = progress.recv() => match update {
+                    Ok(update) if *update.session_id == *id => {
+                        if sender.send(JobEvent::Words(update.text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                ended = &mut done => {
+                    let _ = sender.send(JobEvent::Ended(ended.map(|detail| detail.map(Box::new)))).await;
+                    return;
+                }
+            }
+        }
+    });
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (event, receiver))
+    })
 }
 
 #[cfg(test)]

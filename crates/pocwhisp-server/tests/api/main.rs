@@ -15,6 +15,7 @@ mod cli;
 mod dashboard;
 mod database;
 mod errors;
+mod formats;
 mod hostile;
 mod openai;
 mod operations;

@@ -294,7 +294,7 @@ async fn errors_are_openai_shaped_and_name_the_parameter() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         body["error"]["message"],
-        "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'ogg', 'wav']"
+        "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm']"
     );
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["param"], serde_json::Value::Null);

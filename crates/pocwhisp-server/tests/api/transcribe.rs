@@ -1,5 +1,5 @@
 //! `/api/v1/transcribe` with Debian's recorded speech: accuracy against the CLI, stereo,
-//! other formats, damaged uploads, modes, privacy between users, the cache, deletion,
+//! damaged uploads (other formats are in `formats.rs`), modes, privacy between users, the cache, deletion,
 //! quotas, callbacks and running without an engine.
 
 use std::sync::{Arc, Mutex};
@@ -66,71 +66,6 @@ async fn a_stereo_file_gives_both_speakers_in_time_order() {
         .map(|segment| segment["start_time"].as_f64().unwrap())
         .collect();
     assert!(starts.is_sorted(), "{starts:?}");
-}
-
-#[tokio::test]
-async fn flac_mp3_m4a_ogg_and_other_wav_layouts_give_the_same_words() {
-    let app = spawn_app().await;
-    let source = recording(SECOND);
-    let expected = words_in(&app.transcribe(USER, wav(SECOND)).await);
-    let dir = tempfile::TempDir::new().unwrap();
-    // The output options sox puts before the file name: MP3 at 128 kb/s (sox's default for
-    // 16 kHz mono is 32 kb/s, which loses words), WAV resampled and widened.
-    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
-        ("speech.flac", "flac", &[], &[]),
-        ("speech.mp3", "mp3", &["-C", "128"], &[]),
-        ("speech.ogg", "ogg", &[], &[]),
-        (
-            "speech-44k-24bit.wav",
-            "wav",
-            &["-b", "24"],
-            &["rate", "44100"],
-        ),
-    ];
-    for (name, format, before, after) in cases {
-        let path = dir.path().join(name);
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&source];
-        args.extend(
-            before
-                .iter()
-                .map(|arg: &&str| arg as &dyn AsRef<std::ffi::OsStr>),
-        );
-        args.push(&path);
-        args.extend(
-            after
-                .iter()
-                .map(|arg: &&str| arg as &dyn AsRef<std::ffi::OsStr>),
-        );
-        sox(&args);
-        let session = app.transcribe(USER, std::fs::read(&path).unwrap()).await;
-        assert_eq!(session["metadata"]["format"], format, "{name}");
-        assert_eq!(words_in(&session), expected, "{name}");
-    }
-    // AAC in MP4, as a phone's voice memo is (ffmpeg: sox cannot write it), at 128 kb/s.
-    let m4a = dir.path().join("speech.m4a");
-    let made = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-i"])
-        .arg(&source)
-        .args(["-c:a", "aac", "-b:a", "128k"])
-        .arg(&m4a)
-        .status()
-        .expect("ffmpeg, from Debian (scripts/test installs it)");
-    assert!(made.success());
-    let session = app.transcribe(USER, std::fs::read(&m4a).unwrap()).await;
-    assert_eq!(session["metadata"]["format"], "m4a", "{session}");
-    // AAC's encoder adds a frame of priming silence, which PocketSphinx hears: the words
-    // are held to a quarter of edits, the length to within two AAC frames.
-    let heard = words_in(&session);
-    assert!(
-        errors(&expected, &heard) * 4 <= expected.len(),
-        "{heard:?} against {expected:?}"
-    );
-    let seconds = session["metadata"]["duration"].as_f64().unwrap();
-    let wav_seconds = std::fs::metadata(&source).unwrap().len() as f64 / 32_000.0;
-    assert!(
-        (seconds - wav_seconds).abs() < 0.15,
-        "{seconds} s against {wav_seconds} s"
-    );
 }
 
 /// A WAV header over `data` with the given fields, each of which the corpus lies in.
@@ -330,13 +265,13 @@ async fn damaged_and_unsuitable_uploads_get_a_4xx_that_says_why() {
             "channel",
         ),
         (
-            "three channels",
+            "nine channels",
             WavHeader {
-                channels: 3,
+                channels: 9,
                 bits: 16,
                 ..header()
             }
-            .over(&samples[..samples.len() / 6 * 6]),
+            .over(&samples[..samples.len() / 18 * 18]),
             "audio/wav",
             422,
             "channels",
@@ -456,6 +391,110 @@ async fn multipart_uploads_keep_the_file_name() {
     let session: serde_json::Value = response.json().await.unwrap();
     assert_eq!(session["original_name"], "meeting.wav");
     assert_eq!(session["status"], "completed");
+}
+
+/// The events of a `text/event-stream` body: (event name, data as JSON).
+fn server_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name).map(str::trim_start))
+            };
+            Some((
+                field("event:")?.to_owned(),
+                serde_json::from_str(field("data:")?).unwrap(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streamed_upload_sends_its_words_as_decoded_then_the_session() {
+    let app = spawn_app().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let joined = std::fs::read(joined_recordings(dir.path(), 0)).unwrap();
+    let response = app.upload(USER, joined, "audio/wav", "?mode=stream").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = server_events(&response.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"accepted"), "{names:?}");
+    assert_eq!(names.last(), Some(&"completed"), "{names:?}");
+    assert!(
+        names[1..names.len() - 1]
+            .iter()
+            .all(|name| *name == "words"),
+        "{names:?}"
+    );
+    assert!(
+        names.len() > 3,
+        "several utterances, each as it is decoded: {names:?}"
+    );
+    let id = events[0].1["session_id"].as_str().unwrap();
+    let session = &events.last().unwrap().1;
+    assert_eq!(session["session_id"], id);
+    // The words streamed are the transcript's, in order.
+    let streamed: Vec<String> = events[1..events.len() - 1]
+        .iter()
+        .flat_map(|(_, data)| data["text"].as_str().unwrap().split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(streamed, words_in(session));
+    assert_eq!(
+        &app.finished(USER, id).await["transcript"],
+        &session["transcript"]
+    );
+}
+
+#[tokio::test]
+async fn a_finished_transcript_downloads_as_text_srt_and_webvtt_for_its_owner_only() {
+    let app = spawn_app().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let joined = std::fs::read(joined_recordings(dir.path(), 1)).unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(joined).file_name("board \"meeting\" 1.wav"),
+    );
+    let accepted: serde_json::Value = app
+        .request(reqwest::Method::POST, "/api/v1/transcribe?mode=async")
+        .bearer_auth(USER)
+        .multipart(form)
+        .json_reply()
+        .await;
+    let id = accepted["session_id"].as_str().unwrap();
+    let download = |token: &'static str, format: &str| {
+        app.get(&format!(
+            "/api/v1/transcribe/{id}/transcript?format={format}"
+        ))
+        .bearer_auth(token)
+        .send()
+    };
+    // Twenty-five seconds of speech are not transcribed within the moment after the upload.
+    let early = download(USER, "srt").await.unwrap();
+    assert_eq!(early.status(), 409);
+    let session = app.finished(USER, id).await;
+    let segments = session["transcript"]["segments"].as_array().unwrap();
+    let srt = download(USER, "srt").await.unwrap();
+    assert_eq!(srt.status(), 200);
+    assert_eq!(
+        srt.headers()["content-disposition"],
+        "attachment; filename=\"boardmeeting1.srt\""
+    );
+    let srt = srt.text().await.unwrap();
+    let cues: Vec<&str> = srt.split("\n\n").filter(|cue| !cue.is_empty()).collect();
+    assert_eq!(cues.len(), segments.len(), "{srt}");
+    assert!(cues[0].starts_with("1\n00:00:"), "{srt}");
+    let vtt = download(USER, "vtt").await.unwrap().text().await.unwrap();
+    assert!(vtt.starts_with("WEBVTT\n\n00:00:"), "{vtt}");
+    let text = download(USER, "txt").await.unwrap().text().await.unwrap();
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        words_in(&session)
+    );
+    assert_eq!(download(OTHER_USER, "txt").await.unwrap().status(), 404);
+    assert_eq!(download(USER, "docx").await.unwrap().status(), 400);
 }
 
 #[tokio::test]

@@ -93,6 +93,16 @@ pub(crate) fn sox(args: &[&dyn AsRef<std::ffi::OsStr>]) {
     assert!(status.success(), "sox failed");
 }
 
+/// Runs ffmpeg (Debian's, which scripts/test installs) quietly, overwriting its output.
+pub(crate) fn ffmpeg(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y"])
+        .args(args.iter().map(|arg| arg.as_ref()))
+        .status()
+        .expect("ffmpeg, from Debian (scripts/test installs it)");
+    assert!(status.success(), "ffmpeg failed");
+}
+
 /// The five recordings back to back (about 25 s of speech, a few seconds to transcribe),
 /// starting with the `first`-th, written to `dir`: long enough that a job is still running
 /// when a test acts on it, and different audio for each `first`.
