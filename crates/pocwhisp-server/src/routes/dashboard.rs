@@ -3,11 +3,11 @@
 //! need no token; the page asks for an admin token once, keeps it in the tab's session
 //! storage, and sends it on every call (the stream, the optimizer, the warm-up, reports).
 
-use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::assets::asset;
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("../../assets/dashboard/index.html");
@@ -15,27 +15,12 @@ const SCRIPT: &str = include_str!("../../assets/dashboard/app.js");
 const STYLE: &str = include_str!("../../assets/dashboard/app.css");
 const ICON: &str = include_str!("../../assets/dashboard/icon.svg");
 
-/// Scripts and styles from this server only, no inline code, no framing.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
-
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(page))
         .routes(routes!(script))
         .routes(routes!(style))
         .routes(routes!(icon))
-}
-
-fn asset(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [
-            (CONTENT_TYPE, content_type),
-            (CACHE_CONTROL, "no-cache"),
-            (CONTENT_SECURITY_POLICY, POLICY),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// The monitoring page.

@@ -1,6 +1,7 @@
 //! The routes, one module per family, each with its own `router()`; [`router`] merges them
 //! and collects their OpenAPI descriptions from the same annotations.
 
+mod assets;
 pub(crate) mod cache;
 mod dashboard;
 pub(crate) mod debug;
@@ -8,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 mod openai;
 pub(crate) mod openapi;
+mod page;
 pub(crate) mod performance;
 pub(crate) mod transcribe;
 mod upload;
@@ -34,6 +36,7 @@ use crate::state::AppState;
     tags(
         (name = "transcription", description = "Upload audio and read the transcripts (user)"),
         (name = "openai", description = "OpenAI-compatible transcription and models (user)"),
+        (name = "page", description = "The transcription page for people (asks for a token)"),
         (name = "dashboard", description = "The monitoring page (asks for an admin token)"),
         (name = "health", description = "Liveness, readiness and dependencies; no token needed"),
         (name = "performance", description = "The profiler's figures, health, reports, trends and optimizer (admin)"),
@@ -61,6 +64,7 @@ pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(transcribe::router(state).route_layer((RouteLabelLayer, user)))
         .merge(openai::router(state).route_layer((RouteLabelLayer, user)))
+        .merge(page::router().route_layer((RouteLabelLayer, deadline)))
         .merge(dashboard::router().route_layer((RouteLabelLayer, deadline)))
         .merge(health::router().route_layer((RouteLabelLayer, deadline)))
         .merge(performance::router().route_layer((RouteLabelLayer, deadline, admin)))

@@ -82,15 +82,15 @@ pub(crate) struct Accepted {
 /// Upload audio to transcribe.
 #[utoipa::path(post, path = "/api/v1/transcribe", tag = "transcription",
     security(("bearer" = [])), params(UploadQuery),
-    request_body(description = "multipart/form-data with the field `audio` (or `file`), or a raw audio body (audio/wav, audio/flac, audio/mpeg, audio/ogg)", content_type = "multipart/form-data"),
+    request_body(description = "multipart/form-data with the field `audio` (or `file`), or a raw body sent as audio/* or video/* (WAV, FLAC, MP3, M4A/MP4, Ogg, WebM: told by the bytes)", content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Transcribed within the sync wait", body = SessionView),
+        (status = 200, description = "Transcribed within the sync wait (the session), or mode=stream's text/event-stream", body = SessionView),
         (status = 202, description = "Stored; transcription under way", body = Accepted),
         (status = 400, description = "No file, or damaged audio"),
         (status = 408, description = "The body came too slowly (server.body_read_timeout, server.min_body_rate)"),
         (status = 413, description = "Larger than audio.max_upload, or a form part's headers over 8 KiB"),
         (status = 415, description = "Not an audio format the server decodes"),
-        (status = 422, description = "Outside the limits (1 s to 30 min, 1 or 2 channels, 8 to 48 kHz)"),
+        (status = 422, description = "Outside the limits (1 s to 30 min, 1 to 8 channels, 8 to 48 kHz)"),
         (status = 503, description = "No speech engine, or memory above the limit"),
         (status = 507, description = "The disk is full: nothing was stored"),
     ))]

@@ -19,6 +19,7 @@ mod formats;
 mod hostile;
 mod openai;
 mod operations;
+mod page;
 mod protocol;
 mod recovery;
 mod remote;

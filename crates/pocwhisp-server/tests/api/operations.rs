@@ -341,7 +341,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
             assert!(!body.contains("no route for"), "{method} {path}: {body}");
         }
     }
-    assert_eq!(operations, 27, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 31, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Just enough of the W3C WebDriver protocol to drive Debian's headless Chromium through
 //! `chromedriver` (both installed by scripts/test): a session, navigation, elements, script,
-//! screenshots and the browser's console log.
+//! dialogs, screenshots and the browser's console log.
 
 #![allow(dead_code)] // each test binary uses part of it
 
@@ -25,6 +25,15 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session with its console
     /// logged.
     pub(crate) async fn start() -> Browser {
+        Browser::start_with(&[], None).await
+    }
+
+    /// As [`Browser::start`], with more command-line `arguments` for Chromium (a fake
+    /// microphone), and downloads saved to `downloads` without asking.
+    pub(crate) async fn start_with(
+        arguments: &[String],
+        downloads: Option<&std::path::Path>,
+    ) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -43,13 +52,21 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,1100".to_owned(),
+        ];
+        args.extend_from_slice(arguments);
+        let prefs = downloads.map_or(
+            json!({}),
+            |dir| json!({"download.default_directory": dir, "download.prompt_for_download": false}),
+        );
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,1100"]
-            },
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args, "prefs": prefs},
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
         let created: Value = client
@@ -162,6 +179,23 @@ impl Browser {
                 return value;
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (20 s at most) for a dialog (`confirm`, `alert`) and accepts it; its text.
+    pub(crate) async fn accept_dialog(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = self
+                .send(reqwest::Method::GET, "/alert/text", Value::Null)
+                .await
+            {
+                self.command(reqwest::Method::POST, "/alert/accept", json!({}))
+                    .await;
+                return text.as_str().unwrap_or_default().to_owned();
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for a dialog");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
