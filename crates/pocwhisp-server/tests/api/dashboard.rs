@@ -110,6 +110,10 @@ async fn the_page_needs_no_token_but_its_data_does() {
         ("/dashboard", "text/html"),
         ("/dashboard/app.js", "text/javascript"),
         ("/dashboard/app.css", "text/css"),
+        // The transcription page's files, under the same policy.
+        ("/", "text/html"),
+        ("/page/app.js", "text/javascript"),
+        ("/page/app.css", "text/css"),
     ] {
         let response = app.get(path).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

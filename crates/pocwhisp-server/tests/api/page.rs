@@ -234,28 +234,3 @@ async fn a_person_transcribes_a_file_and_a_recording_downloads_and_deletes() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     browser.quit().await;
 }
-
-#[tokio::test]
-async fn the_page_is_served_at_the_root_under_the_policy() {
-    let app = spawn_app().await;
-    for (path, content_type) in [
-        ("/", "text/html"),
-        ("/page/app.js", "text/javascript"),
-        ("/page/app.css", "text/css"),
-    ] {
-        let response = app.get(path).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        let headers = response.headers();
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(content_type)
-        );
-        let policy = headers["content-security-policy"].to_str().unwrap();
-        assert!(
-            policy.contains("script-src 'self'") && !policy.contains("unsafe"),
-            "{policy}"
-        );
-    }
-}
