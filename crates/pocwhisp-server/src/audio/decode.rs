@@ -1,5 +1,5 @@
 //! Decoding with symphonia: WAV (any chunk layout; PCM 8, 16, 24 and 32-bit, float), FLAC,
-//! MP3, AAC in MP4 (M4A), Ogg Vorbis, and Opus in Ogg or WebM (by libopus, [`super::opus`]),
+//! MP3, AAC in MP4 (M4A), Ogg Vorbis, and Opus in Ogg or WebM (by libopus, `audio/opus.rs`),
 //! 8 to 48 kHz. The format is told by the bytes, not the name or content type a client gave.
 //!
 //! Channels up to `audio.max_channels` (1 or 2) stay apart: two channels are two speakers.

@@ -1,6 +1,6 @@
 //! Audio: an upload streamed to disk while hashed ([`intake`]), its container told by its
-//! bytes and its declared sizes checked ([`container`]), decoded by symphonia (Opus by
-//! libopus, [`opus`]) and checked against the limits ([`decode`]), and resampled to the
+//! bytes and its declared sizes checked (`container`), decoded by symphonia (Opus by
+//! libopus, `opus`) and checked against the limits ([`decode`]), and resampled to the
 //! engine's 16 kHz by rubato ([`resample`]).
 
 mod container;
