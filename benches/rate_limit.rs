@@ -12,7 +12,7 @@
 //!   client too), 1,000 client addresses in turn.
 //!
 //! Quotas refill every nanosecond, so every request is allowed (the common path), with the
-//! guide's burst of 200: header numbers stay below 4,096 and come from our table of static
+//! default burst of 200: header numbers stay below 4,096 and come from our table of static
 //! values. `with_headers_large` uses a burst of a billion, whose numbers are formatted and
 //! allocated per response, to show that path too.
 //!
@@ -38,7 +38,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{GlobalKeyExtractor, PeerIpKeyExtractor};
 
 const PER_SECOND: u32 = 1_000_000_000;
-/// The guide's burst.
+/// The default burst.
 const BURST: u32 = 200;
 const KEYS: u64 = 1_000;
 

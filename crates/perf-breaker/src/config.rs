@@ -268,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_match_the_guide() {
+    fn defaults_are_valid_and_as_documented() {
         let config = Config::default();
         config.validate().unwrap();
         assert_eq!(config.failure_threshold, 5);

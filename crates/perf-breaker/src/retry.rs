@@ -7,7 +7,7 @@
 //! use std::time::Duration;
 //! use perf_breaker::retry::Retry;
 //!
-//! // REFERENCE.md's database preset: 3 tries, 0.5 s then doubling up to 5 s, ±25 %.
+//! // A database's retries: 3 tries, 0.5 s then doubling up to 5 s, ±25 %.
 //! let retry = Retry::new(3, Duration::from_millis(500), Duration::from_secs(5));
 //! let mut calls = 0;
 //! let result: Result<u32, &str> = retry

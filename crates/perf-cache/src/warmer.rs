@@ -1,5 +1,5 @@
 //! [`CacheWarmer`]: registered warm-up functions, run on a schedule (default every five
-//! minutes, the guide's) and on demand, each run reported: what was warmed, what failed,
+//! minutes by default) and on demand, each run reported: what was warmed, what failed,
 //! how long it took.
 //!
 //! ```
@@ -83,7 +83,7 @@ struct Inner {
 ///
 /// | field | default |
 /// |---|---|
-/// | `interval` | 5 min between scheduled runs (the guide's `warmup_schedule`), at least 1 s |
+/// | `interval` | 5 min between scheduled runs, at least 1 s |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -102,7 +102,7 @@ impl Default for CacheWarmerConfig {
 }
 
 impl Default for CacheWarmer {
-    /// Every five minutes, as the guide's `warmup_schedule`.
+    /// Every five minutes: entries cached for 5 to 15 minutes are renewed before they go.
     fn default() -> Self {
         CacheWarmer::new(CacheWarmerConfig::default()).expect("the defaults are valid")
     }

@@ -40,7 +40,7 @@ use crate::security_headers::{SecurityHeaders, SecurityHeadersLayer};
 use crate::server_timing::{ServerTiming, ServerTimingLayer};
 use crate::timeout::{Timeout, TimeoutLayer};
 
-/// Settings of the whole stack; defaults follow the performance guide. The rate-limit,
+/// Settings of the whole stack, each section with its own defaults. The rate-limit,
 /// load-shedding and compression settings are those layers' own configuration types.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

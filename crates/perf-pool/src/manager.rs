@@ -1,5 +1,5 @@
-//! [`PoolManager`]: pools registered by name, reported in one snapshot (the guide's
-//! `GetBuffer` / `PutBuffer` and `GetRequestContext` come from pools it holds).
+//! [`PoolManager`]: pools registered by name, reported in one snapshot (a
+//! buffer or a request context is taken from the pools it holds).
 
 use std::collections::BTreeMap;
 use std::fmt;

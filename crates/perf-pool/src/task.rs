@@ -1,5 +1,5 @@
-//! [`TaskPool`]: the guide's request-processing pool, with the priorities the original
-//! ignored.
+//! [`TaskPool`]: a pool of workers for request processing, honouring the priorities work is
+//! submitted with.
 //!
 //! Work is submitted with a kind (`"transcription"`) and a priority. It runs at once if the
 //! pool and its kind have room, else waits in a bounded queue: higher priority first, first
@@ -41,7 +41,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::BuildError;
 
-/// Settings of a [`TaskPool`]; defaults from the guide's `request_pool`.
+/// Settings of a [`TaskPool`]; the defaults are the server's `request_pool`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]

@@ -168,7 +168,7 @@ fn configurations_read_from_a_file_format() {
     use perf_pool::pg::PgPoolConfig;
     use perf_pool::task::TaskPoolConfig;
 
-    // The guide's database keys, production values.
+    // The server's database keys, production values.
     let pg: PgPoolConfig = serde_json::from_str(
         r#"{"url": "postgres://app@db:5432/pocwhisp", "max_open_conns": 100, "max_idle_conns": 10,
             "conn_max_lifetime": "1h", "conn_max_idle_time": "10m"}"#,

@@ -65,7 +65,7 @@ impl Threshold {
     }
 }
 
-/// The guide's targets table: P95 latency warn 500 ms crit 1000; CPU warn 80 % crit 90;
+/// The default targets: P95 latency warn 500 ms crit 1000; CPU warn 80 % crit 90;
 /// memory warn 90 % crit 95; cache hit rate warn below 70 % crit below 50; errors warn 2 %
 /// crit 5 %.
 pub fn default_thresholds() -> Vec<Threshold> {

@@ -18,7 +18,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
-    /// Memory (the guide's `gc`): purge allocator arenas, shrink buffers.
+    /// Memory (also named `gc`, as Go servers call it): purge allocator arenas, shrink buffers.
     Memory,
     /// Caches: drop expired entries, shrink capacity.
     Cache,
@@ -40,7 +40,7 @@ pub enum Target {
 impl FromStr for Target {
     type Err = UnknownTarget;
 
-    /// `all`, `memory` (or the guide's `gc`), `cache`, `pools` or `db`.
+    /// `all`, `memory` (or `gc`), `cache`, `pools` or `db`.
     fn from_str(value: &str) -> Result<Self, UnknownTarget> {
         Ok(match value {
             "all" => Target::All,

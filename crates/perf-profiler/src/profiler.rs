@@ -21,7 +21,7 @@ use crate::trends::{self, Trend};
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct ProfilerConfig {
-    /// Time between snapshots (the guide's `metrics_update_interval`: 10 s in development,
+    /// Time between snapshots (the server's `monitoring.metrics_update_interval`: 10 s in development,
     /// 30 s in production).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub interval: Duration,
@@ -69,7 +69,7 @@ struct Inner {
 }
 
 /// The gauge of a snapshot figure and the factor its value is exported with:
-/// `{prefix}_{name}`, in Prometheus's conventions where the guide's names differ from them.
+/// `{prefix}_{name}`, in Prometheus's conventions where the snapshot's names differ from them.
 /// `_count` is reserved for histograms and summaries, so `thread_count` is exported as
 /// `threads` and `db_queries_count` as `db_queries`; units are base units spelled out, so
 /// `request_latency_p95_ms` is exported as `request_latency_p95_seconds`.
@@ -144,7 +144,7 @@ impl Profiler {
         ProfilerBuilder::from_config(ProfilerConfig::default())
     }
 
-    /// A profiler with the guide's thresholds and alert rules.
+    /// A profiler with the default thresholds and alert rules.
     ///
     /// # Errors
     ///

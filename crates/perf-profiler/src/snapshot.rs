@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-/// The figures names used across the crate (the guide's, as in DESIGN.md).
+/// The figures' names used across the crate, the API's and the dashboard's.
 pub mod names {
     /// Process CPU use since the previous snapshot, percent of one core.
     pub const CPU_USAGE_PERCENT: &str = "cpu_usage_percent";
@@ -19,7 +19,7 @@ pub mod names {
     pub const MEMORY_USAGE_PERCENT: &str = "memory_usage_percent";
     /// tokio worker threads.
     pub const TOKIO_WORKERS: &str = "tokio_workers";
-    /// Tasks alive on the runtime (the guide's goroutine_count).
+    /// Tasks alive on the runtime (what a Go server reports as its goroutine count).
     pub const TOKIO_ALIVE_TASKS: &str = "tokio_alive_tasks";
     /// Tasks waiting in the runtime's global queue.
     pub const TOKIO_GLOBAL_QUEUE_DEPTH: &str = "tokio_global_queue_depth";

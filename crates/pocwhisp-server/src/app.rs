@@ -431,7 +431,7 @@ pub(crate) fn alert_rules(config: &Config) -> Vec<AlertRule> {
         .collect()
 }
 
-/// The guide's targets table, from the configuration.
+/// The health thresholds, from the configuration.
 pub(crate) fn thresholds(config: &Config) -> Vec<Threshold> {
     let levels = &config.thresholds;
     vec![

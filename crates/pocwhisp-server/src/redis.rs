@@ -25,7 +25,7 @@ use crate::config::{Config, Secret};
 /// change, so that instances of different versions never read each other's entries.
 const SESSION_FORMAT: u32 = 1;
 
-/// How long a finished session stays in Redis (REFERENCE.md: an hour shared).
+/// How long a finished session stays in Redis: an hour, shared by every instance.
 const SESSION_L2_TTL: Duration = Duration::from_secs(3600);
 
 /// Sessions held in each instance's memory at most.

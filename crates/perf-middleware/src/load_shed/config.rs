@@ -4,7 +4,7 @@ use super::AdaptiveConfig;
 
 /// Settings of load shedding: the [`LoadShedder`](super::LoadShedder) and the priorities of
 /// [`LoadShedLayer::from_config`](super::LoadShedLayer::from_config). Defaults follow the
-/// guide's `request_pool.max_concurrent`, with the health and metrics endpoints exempt.
+/// server's `request_pool.max_concurrent`, with the health and metrics endpoints exempt.
 ///
 /// | field | default |
 /// |---|---|

@@ -1,7 +1,7 @@
 use super::{RateLimitHeaders, RateLimitKey};
 
 /// Settings of a rate limit: the quota, what a key is, and what responses say. Defaults
-/// follow the guide's token bucket: per client, 100 requests a second with bursts of 200.
+/// are a token bucket per client: 100 requests a second with bursts of 200.
 ///
 /// | field | default |
 /// |---|---|

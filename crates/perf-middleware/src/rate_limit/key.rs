@@ -320,7 +320,7 @@ pub enum RateLimitKey {
         trusted_proxies: Vec<String>,
     },
     /// The verified [`Identity`] an authentication layer set, else the client IP (the
-    /// default: the guide's "per token" limit, counted per verified token).
+    /// default: a limit per caller, counted per verified token).
     Identity {
         /// Addresses or networks of trusted proxies, for the fallback.
         #[cfg_attr(feature = "serde", serde(default))]

@@ -6,7 +6,7 @@ use crate::BuildError;
 /// How many requests a key may make: `count` per `period`, with bursts of up to `burst`.
 ///
 /// Under GCRA this is a token bucket holding `burst` tokens, refilled by one token every
-/// `period / count`. The guide's default (100 requests a second, bursts of 200) is
+/// `period / count`. The default (100 requests a second, bursts of 200) is
 /// `Quota::per_second(100).burst(200)`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Quota {

@@ -1,4 +1,4 @@
-//! Allocator figures from jemalloc: the guide's heap figures.
+//! Allocator figures from jemalloc: the heap figures of a snapshot.
 //!
 //! jemalloc refreshes its statistics when its epoch advances, so each collection advances
 //! it first. The figures describe the process's heap only when jemalloc is the global
@@ -6,7 +6,7 @@
 
 use crate::snapshot::Snapshot;
 
-/// Bytes allocated by the application (the guide's `heap_alloc_bytes`).
+/// Bytes allocated by the application (`heap_alloc_bytes`).
 pub const HEAP_ALLOC_BYTES: &str = "heap_alloc_bytes";
 /// Bytes in active pages (`heap_inuse_bytes`).
 pub const HEAP_INUSE_BYTES: &str = "heap_inuse_bytes";

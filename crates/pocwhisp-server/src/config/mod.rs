@@ -1,4 +1,4 @@
-//! The server's configuration: the model (this file, with the guide's defaults), loading it
+//! The server's configuration: the model (this file, with its defaults), loading it
 //! from a YAML file, its `environments:` section, `POCWHISP_*` variables and flags
 //! ([`load`]), and the checks serde cannot express ([`Config::validate`]).
 //!
@@ -33,7 +33,7 @@ pub enum Environment {
     Development,
     /// A production-like deployment for testing.
     Staging,
-    /// Production: the guide's production pool sizes and sampling interval.
+    /// Production: larger pools and a slower sampling interval.
     Production,
 }
 
@@ -79,7 +79,7 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// The memory guard.
     pub memory: MemoryConfig,
-    /// Health thresholds, as the guide's targets table.
+    /// Health thresholds.
     pub thresholds: ThresholdsConfig,
     /// The speech engine.
     pub engine: EngineConfig,
@@ -116,7 +116,7 @@ impl Config {
         }
     }
 
-    /// The defaults of `environment` (the guide's table: production has larger pools and
+    /// The defaults of `environment` (production has larger pools and
     /// samples less often).
     pub fn for_environment(environment: Environment) -> Self {
         let production = environment == Environment::Production;
@@ -490,7 +490,7 @@ pub struct DatabaseConfig {
     pub breaker: perf_breaker::Config,
 }
 
-/// The defaults of a breaker around a dependency (the database, Redis): REFERENCE.md's 5
+/// The defaults of a breaker around a dependency (the database, Redis): 5
 /// consecutive failures, open for 5 s at first (a restart takes seconds), growing to a
 /// minute while it stays down.
 fn dependency_breaker(name: &str) -> perf_breaker::Config {
@@ -553,7 +553,7 @@ impl Default for RedisConfig {
     }
 }
 
-/// The pool that runs transcription jobs (the guide's `request_pool`).
+/// The pool that runs transcription jobs (`request_pool`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RequestPoolConfig {
@@ -744,7 +744,7 @@ pub struct Levels {
     pub critical: f64,
 }
 
-/// Health thresholds: the guide's targets table.
+/// Health thresholds: when a figure is a warning and when critical.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThresholdsConfig {
@@ -834,12 +834,12 @@ pub struct OpenAiEngineConfig {
     /// The longest a request may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Each server's breaker (REFERENCE.md's engine preset: 3 failures in a row or half of
+    /// Each server's breaker (3 failures in a row or half of
     /// the last 20 calls).
     pub breaker: perf_breaker::Config,
     /// Requests in flight to one server at most.
     pub max_concurrent: usize,
-    /// Retries: REFERENCE.md's engine preset, 5 tries from 1 s to 30 s, ±25 %.
+    /// Retries: 5 tries from 1 s to 30 s, ±25 %.
     pub retry: perf_breaker::retry::Retry,
     /// The retries allowed on top of the requests, as a share of them (the retry budget).
     pub retry_budget: f32,
@@ -856,7 +856,7 @@ pub struct RemoteEndpoint {
     pub api_key: Option<Secret>,
 }
 
-/// The remote breaker's defaults: REFERENCE.md's engine preset.
+/// The remote breaker's defaults.
 fn engine_breaker() -> perf_breaker::Config {
     let mut breaker = perf_breaker::Config::default();
     breaker.failure_threshold = 3;

@@ -2,7 +2,7 @@
 //! route's [`ApiError`](super::ApiError), the router's 404 and 405, or a perf layer's 413,
 //! 429, 503 or 504 (which answer with an empty body). Under `/v1/` (the OpenAI-compatible
 //! routes) the body is OpenAI's `{"error": {"message", "type", "param", "code"}}`, which the
-//! OpenAI SDKs parse; elsewhere it is DESIGN.md's `{"error", "message", "request_id"}`. The
+//! OpenAI SDKs parse; elsewhere it is `{"error", "message", "request_id"}` (docs/ARCHITECTURE.md). The
 //! request id is the `X-Request-Id` the request-id layer put on the response.
 
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! POSTed to the `callback_url` the upload named, signed with the time it was sent in
 //! `X-Pocwhisp-Signature: t=<unix seconds>,sha256=<hex>` (HMAC-SHA256 of `<t>.<body>`, so a
 //! receiver that refuses old times refuses replays), retried with jittered exponential
-//! backoff (REFERENCE.md's engine preset: 5 tries, 1 s to 30 s) while the receiver is
+//! backoff (5 tries, 1 s to 30 s: a receiver restarting is back within that) while the receiver is
 //! unreachable or answers 429, 502, 503 or 504, and each attempt recorded on the session.
 //!
 //! Only the hosts and ports listed in `jobs.callback_hosts` are ever called, checked when
@@ -36,7 +36,7 @@ use crate::http::ApiError;
 use crate::session::SessionView;
 use crate::store::{Delivery, Store};
 
-/// Tries per delivery, and the waits between them (REFERENCE.md's engine preset; each
+/// Tries per delivery, and the waits between them (as for a remote engine; each
 /// jittered ±25 %).
 const TRIES: u32 = 5;
 const FIRST_WAIT: Duration = Duration::from_secs(1);

@@ -1,4 +1,4 @@
-//! `pocwhisp-server perf analyze|optimize|monitor|report`: the guide's performance tool,
+//! `pocwhisp-server perf analyze|optimize|monitor|report`: the performance tool,
 //! talking to a running server with an admin token.
 //!
 //! Exit codes, for scripts: 0 healthy (or done), 1 warnings, 2 critical, 3 the server could

@@ -1,5 +1,5 @@
 //! `/api/v1/performance/*` (admin): the profiler's current figures, health against the
-//! guide's thresholds, reports over a period, trends with their samples, the optimizer, and
+//! thresholds, reports over a period, trends with their samples, the optimizer, and
 //! a server-sent event stream of all of it (the dashboard's feed).
 
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stream))
 }
 
-/// The figures of one moment, by the guide's names.
+/// The figures of one moment, by the snapshot's names.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Figures {
     /// When, RFC 3339.
@@ -243,7 +243,7 @@ pub(crate) struct StreamParams {
 pub(crate) struct Tick {
     /// When, RFC 3339.
     at: String,
-    /// The snapshot's figures by the guide's names.
+    /// The snapshot's figures by their names.
     values: BTreeMap<String, f64>,
     /// The worst check: `ok`, `warning` or `critical`.
     health: String,

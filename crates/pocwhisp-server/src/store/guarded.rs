@@ -1,5 +1,5 @@
 //! Any [`Store`] behind a perf-breaker circuit breaker and the database retry preset of
-//! REFERENCE.md (3 tries, 0.5 s doubling to 5 s, ±25 %).
+//! 3 tries, 0.5 s doubling to 5 s, ±25 %: a database failover is over within that.
 //!
 //! Only [`StoreError::Unavailable`] counts against the breaker: a missing row or a
 //! constraint is an answer, not a fault. Once the breaker opens, calls fail at once with

@@ -21,7 +21,7 @@ mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
-/// The indexes of the guide (and of the owner and dedup lookups), built after the
+/// The indexes the listings and lookups need (by status, by time, by owner, by hash), built after the
 /// migrations with `CREATE INDEX CONCURRENTLY IF NOT EXISTS`: writers go on while a large
 /// table is indexed, and a build an earlier start left invalid is dropped and redone.
 const INDEXES: &[(&str, &str)] = &[

@@ -41,7 +41,7 @@ async fn liveness_readiness_and_dependencies() {
 }
 
 #[tokio::test]
-async fn the_snapshot_has_the_guides_names_and_real_request_figures() {
+async fn the_snapshot_has_its_documented_names_and_real_request_figures() {
     let app = spawn_app().await;
     let hit_rate = |figures: &serde_json::Value| figures["metrics"]["cache_hit_rate"].clone();
     let before: serde_json::Value = app
