@@ -196,8 +196,7 @@ impl Application {
             crate::engine::select(&engine_config, &models_dir, workers)
         })
         .await
-        .map_err(invalid)?
-        .map_err(|error| StartError::Config(format!("the speech engine cannot start: {error}")))?;
+        .map_err(invalid)?;
         let (jobs, engine_problem) = match engine {
             Ok(engine) => {
                 engine.register_pools(&pools);
@@ -217,7 +216,13 @@ impl Application {
                 };
                 (Some(Jobs::new(setup, engine)), None)
             }
+            Err(crate::engine::EngineError::Misconfigured(error)) => {
+                return Err(StartError::Config(format!(
+                    "the speech engine cannot start: {error}"
+                )));
+            }
             Err(problem) => {
+                let problem = problem.to_string();
                 tracing::warn!(%problem, "no speech engine: uploads will be refused");
                 (None, Some(problem))
             }

@@ -102,6 +102,9 @@ pub struct EngineStatus {
 pub enum EngineError {
     /// The engine cannot run on this machine; the message says how to fix it.
     Unavailable(String),
+    /// The configuration asks for an engine that cannot be made as configured (PocketSphinx
+    /// named but missing, a remote engine's settings wrong): the server does not start.
+    Misconfigured(String),
     /// The job was cancelled (its session deleted, the server stopping).
     Cancelled,
     /// The engine failed on this audio.
@@ -115,6 +118,7 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::Unavailable(reason)
+            | EngineError::Misconfigured(reason)
             | EngineError::Failed(reason)
             | EngineError::Unreachable(reason) => f.write_str(reason),
             EngineError::Cancelled => f.write_str("cancelled"),
@@ -291,19 +295,20 @@ fn checked_pool<T: Send + 'static>(
     Ok(pool)
 }
 
-/// The engine the configuration chose, or `Ok(Err(reason))` when none is configured or can
-/// run (`auto` on a machine with neither a Whisper model nor PocketSphinx, `whisper` without
-/// its model), the reason saying how to fix it; the server then starts degraded.
+/// The engine the configuration chose.
 ///
 /// # Errors
 ///
-/// [`EngineError::Unavailable`] when `sphinx` was asked for and cannot run, or the remote
-/// engine's configuration is wrong.
+/// [`EngineError::Unavailable`] when none is configured or can run (`auto` on a machine with
+/// neither a Whisper model nor PocketSphinx, `whisper` without its model), saying how to fix
+/// it: the server then starts degraded. [`EngineError::Misconfigured`] when `sphinx` was
+/// asked for and cannot run, or the remote engine's configuration is wrong: the server does
+/// not start.
 pub fn select(
     config: &EngineConfig,
     models_dir: &std::path::Path,
     workers: usize,
-) -> Result<Result<Arc<dyn Transcriber>, String>, EngineError> {
+) -> Result<Arc<dyn Transcriber>, EngineError> {
     let whisper = || {
         WhisperEngine::load(&config.whisper, models_dir, workers)
             .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
@@ -312,15 +317,52 @@ pub fn select(
         SphinxEngine::load(config.sphinx_model_dir.clone(), workers)
             .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
     };
+    let misconfigured = |error: EngineError| EngineError::Misconfigured(error.to_string());
     match config.kind {
-        EngineKind::None => Ok(Err(
+        EngineKind::None => Err(EngineError::Unavailable(
             "no speech engine is configured (engine.kind is none); set POCWHISP_ENGINE=whisper, sphinx or auto".to_owned(),
         )),
-        EngineKind::Whisper => Ok(whisper().map_err(|error| error.to_string())),
-        EngineKind::Sphinx => sphinx().map(Ok),
-        EngineKind::Openai => Ok(Ok(Arc::new(openai::OpenAiEngine::new(&config.openai)?))),
-        EngineKind::Auto => Ok(whisper().or_else(|whisper_error| {
-            sphinx().map_err(|sphinx_error| format!("{whisper_error}; and {sphinx_error}"))
-        })),
+        EngineKind::Whisper => whisper(),
+        EngineKind::Sphinx => sphinx().map_err(misconfigured),
+        EngineKind::Openai => openai::OpenAiEngine::new(&config.openai)
+            .map(|engine| Arc::new(engine) as Arc<dyn Transcriber>)
+            .map_err(misconfigured),
+        EngineKind::Auto => whisper().or_else(|whisper_error| {
+            sphinx().map_err(|sphinx_error| {
+                EngineError::Unavailable(format!("{whisper_error}; and {sphinx_error}"))
+            })
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_asked_for_and_missing_stops_the_server_and_none_degrades_it() {
+        let models = tempfile::TempDir::new().unwrap();
+        let select_kind = |kind, sphinx_model_dir: &str| {
+            let config = EngineConfig {
+                kind,
+                sphinx_model_dir: sphinx_model_dir.into(),
+                ..EngineConfig::default()
+            };
+            select(&config, models.path(), 1).err()
+        };
+        // PocketSphinx named, its model absent: a configuration to fix before starting.
+        assert!(matches!(
+            select_kind(EngineKind::Sphinx, "/nonexistent/pocketsphinx"),
+            Some(EngineError::Misconfigured(_))
+        ));
+        // No engine, or Whisper without its model: the server starts and says why.
+        assert!(matches!(
+            select_kind(EngineKind::None, "/nonexistent/pocketsphinx"),
+            Some(EngineError::Unavailable(_))
+        ));
+        assert!(matches!(
+            select_kind(EngineKind::Whisper, "/nonexistent/pocketsphinx"),
+            Some(EngineError::Unavailable(_))
+        ));
     }
 }
