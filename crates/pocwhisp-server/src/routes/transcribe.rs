@@ -24,7 +24,7 @@ use crate::jobs::validate_callback;
 use crate::redis::{decode_session, encode_session};
 use crate::session::{SessionSummary, SessionView};
 use crate::state::AppState;
-use crate::store::{ListQuery, SessionStatus};
+use crate::store::{ListQuery, SessionDetail, SessionStatus};
 use crate::subtitles;
 
 pub(crate) fn router(state: &AppState) -> OpenApiRouter<AppState> {
@@ -283,6 +283,22 @@ fn session_id(id: &str) -> Result<&str, ApiError> {
         .map_err(|_| ApiError::invalid_parameter("id", "a session id (a UUID)"))
 }
 
+/// The session `id` if the caller may see it (its owner, or an admin), else 404: the same
+/// answer for another user's session as for none, so ids are not confirmed.
+async fn own_session(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<SessionDetail, ApiError> {
+    state
+        .inner
+        .store
+        .session(id, caller.owner())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
+}
+
 /// One session with its transcript and summary.
 #[utoipa::path(get, path = "/api/v1/transcribe/{id}", tag = "transcription",
     security(("bearer" = [])),
@@ -313,11 +329,7 @@ async fn read(
         return Ok(session_response(FINISHED_CACHE_CONTROL, json));
     }
     let store = &state.inner.store;
-    let detail = store
-        .session(id, caller.owner())
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    let detail = own_session(&state, &caller, id).await?;
     let finished = matches!(
         detail.session.status,
         SessionStatus::Completed | SessionStatus::Failed
@@ -381,13 +393,7 @@ async fn transcript(
     Query(params): Query<TranscriptParams>,
 ) -> Result<Response, ApiError> {
     let id = session_id(&id)?;
-    let detail = state
-        .inner
-        .store
-        .session(id, caller.owner())
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    let detail = own_session(&state, &caller, id).await?;
     match detail.session.status {
         SessionStatus::Completed => {}
         SessionStatus::Failed => {
@@ -503,13 +509,7 @@ async fn delete(
     let id = session_id(&id)?;
     let store = &state.inner.store;
     let not_found = || ApiError::NotFound(format!("no session {id}"));
-    let sha256 = store
-        .session(id, caller.owner())
-        .await
-        .map_err(store_error)?
-        .ok_or_else(not_found)?
-        .session
-        .sha256;
+    let sha256 = own_session(&state, &caller, id).await?.session.sha256;
     let _audio_lock = state.inner.audio_locks.lock(&sha256).await;
     let deleted = store
         .delete_session(id, caller.owner())
